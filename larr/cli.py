@@ -1,0 +1,154 @@
+"""The ``larr`` command line: one entry point, a subcommand per stage.
+
+Every subcommand has its own ``--help``.  Commands that write outputs also
+write the resolved config beside them.  Errors a user can fix (bad config,
+broken data contract, missing folder) end with exit code 2 or 1 and a message,
+not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import date
+from pathlib import Path
+
+from larr.config import PROFILES, ConfigError, LarrConfig, config_to_dict, load_config
+
+log = logging.getLogger("larr")
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", choices=PROFILES, default="small",
+                   help="named profile: tiny (tests, seconds), small (the demo), large (Spark scale)")
+    p.add_argument("--config", metavar="YAML", help="YAML file whose keys override the profile")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one key, e.g. --set world.n_users=500 (repeatable)")
+    p.add_argument("--seed", type=int, help="random seed (overrides the profile's)")
+
+
+def _config(args: argparse.Namespace) -> LarrConfig:
+    return load_config(args.profile, args.config, args.overrides, args.seed)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from larr.world.generate import generate_world
+
+    cfg = _config(args)
+    out = Path(args.out)
+    m = generate_world(cfg, out, force=args.force, progress=not args.quiet)
+    rows = m["rows"]
+    print(f"world '{cfg.profile}' seed {cfg.seed} -> {out}")
+    for name in ("regions", "districts", "pois", "users", "weather", "impressions", "orders"):
+        print(f"  {name:<12} {rows[name]:>12,} rows")
+    print(f"  test day {m['split']['test']}: {rows['test_impressions']:,} impressions, "
+          f"{m['new_pois_on_test_day']} new POIs; CTR {m['ctr']:.2%}")
+    print(f"  generated in {m['seconds']:.1f}s: {m['impressions_per_second']:,.0f} impressions/s")
+    o, n, p = m["oracle_auc"], m["oracle_auc_without_semantics"], m["popularity_auc"]
+    print(f"  oracle AUC (ceiling)            CTR {o['ctr']:.4f}  CTCVR {o['ctcvr']:.4f}")
+    print(f"  oracle without semantic part    CTR {n['ctr']:.4f}  CTCVR {n['ctcvr']:.4f}")
+    print(f"  id-only popularity (floor)      CTR {p['ctr']:.4f}  CTCVR {p['ctcvr']:.4f}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from larr.validate import validate_folder
+
+    start = date.fromisoformat(args.start) if args.start else None
+    end = date.fromisoformat(args.end) if args.end else None
+    report = validate_folder(args.dir, start=start, end=end)
+    if args.report:
+        Path(args.report).write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
+    rows = ", ".join(f"{k} {v:,}" for k, v in report.rows.items())
+    if report.ok:
+        print(f"OK {args.dir}: every table follows the contract ({rows})")
+        return 0
+    print(f"FAILED {args.dir}: {len(report.violations)} rule(s) broken", file=sys.stderr)
+    for v in report.violations:
+        print("  " + v.message(), file=sys.stderr)
+    return 1
+
+
+def cmd_contract(args: argparse.Namespace) -> int:
+    from larr.contract import contract_markdown
+
+    text = contract_markdown()
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}")
+    else:
+        print(text)
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    cfg = _config(args)
+    print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="larr",
+        description="LARR feature platform: LLM semantics for real-time scene recommendation, "
+                    "without the LLM on the request path.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("generate", help="write a simulated food-delivery world (parquet)",
+                       description="Generate a seeded, deterministic simulated world: regions, districts, POIs, "
+                                   "users, hourly weather, impressions and orders (hive-partitioned by date). "
+                                   "The test day's true probabilities go to OUT/_oracle/ and the oracle AUC "
+                                   "(the ceiling for every model) is printed and saved in OUT/manifest.json.")
+    _add_config_args(p)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--force", action="store_true", help="write into a non-empty folder that holds no larr world")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("validate", help="check a raw data folder against the data contract",
+                       description="Check every table of a raw data folder against docs/data-contract.md. "
+                                   "Exit 0 when clean; exit 1 with one line per broken rule naming the table, "
+                                   "column, rule, number of offending rows, examples and the fix.")
+    p.add_argument("dir", help="raw data folder")
+    p.add_argument("--start", help="first day of the data window (YYYY-MM-DD); default: manifest or partitions")
+    p.add_argument("--end", help="last day of the data window (YYYY-MM-DD)")
+    p.add_argument("--report", metavar="JSON", help="also write the full report as JSON")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("contract", help="print the raw-data contract as markdown",
+                       description="Render docs/data-contract.md from the contract in larr/contract.py.")
+    p.add_argument("--markdown", action="store_true", help="markdown output (the only format; kept explicit)")
+    p.add_argument("--out", help="write to this file instead of stdout")
+    p.set_defaults(func=cmd_contract)
+
+    p = sub.add_parser("config", help="print the resolved config of a profile",
+                       description="Resolve profile + --config file + --set overrides and print the result; "
+                                   "unknown keys and bad values are errors that name the key.")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as err:
+        print(f"larr {args.command}: {err}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, FileExistsError) as err:
+        print(f"larr {args.command}: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Typed, validated configuration with named profiles.
+
+One config object drives every stage.  It is assembled from a named profile
+(``larr/profiles/<name>.yaml``), an optional user YAML file and ``key=value``
+overrides, then validated by pydantic with ``extra="forbid"`` so that a typo in
+a key is an error that names the key instead of a silently ignored setting.
+Every command writes the resolved config next to its outputs
+(:func:`save_config`) so that a result can always be reproduced.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from datetime import date
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PROFILES = ("tiny", "small", "large")
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names every offending key."""
+
+
+class StrictModel(BaseModel):
+    """Base for config sections: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SemanticWeights(StrictModel):
+    """Weights of the effects that are only visible through text (DESIGN section 4).
+
+    ``scale`` multiplies all of them; ``scale: 0`` gives a world where semantics
+    cannot help, which is how one checks that a gain really comes from text.
+    """
+
+    scale: float = Field(1.0, ge=0)
+    hot_weather_cold_food: float = Field(1.2, ge=0)
+    cold_weather_hot_soup: float = Field(1.2, ge=0)
+    breakfast_slot: float = Field(1.4, ge=0)
+    late_night_food: float = Field(0.9, ge=0)
+    traveller_local_specialty: float = Field(1.5, ge=0)
+    home_cuisine: float = Field(0.6, ge=0)
+    spicy_taste: float = Field(0.8, ge=0)
+    sweet_taste: float = Field(0.6, ge=0)
+    price_match: float = Field(0.5, ge=0)
+
+
+class WorldConfig(StrictModel):
+    """Size and behaviour of the simulated food-delivery world."""
+
+    n_regions: int = Field(8, ge=1, le=8, description="regions taken from the built-in catalog")
+    districts_per_region: int = Field(4, ge=1, le=12)
+    n_users: int = Field(3000, ge=10)
+    n_pois: int = Field(600, ge=10)
+    n_days: int = Field(8, ge=3, description="days in the log; the last is the test day, the one before it validation")
+    start_date: date = date(2024, 7, 1)
+    holidays: list[date] = Field(default_factory=list)
+    season_offset_c: float = Field(0.0, ge=-30, le=30, description="shift of all region climates in degrees C")
+    requests_per_user_day: float = Field(1.2, gt=0, le=50)
+    candidates_per_request: int = Field(10, ge=1, le=100)
+    travel_prob: float = Field(0.03, ge=0, le=1, description="chance a user is out of their home region on a training day")
+    test_travel_prob: float = Field(0.15, ge=0, le=1, description="the same on the test day")
+    new_poi_frac: float = Field(0.08, ge=0, lt=1, description="share of POIs created on the test day")
+    local_cuisine_frac: float = Field(0.4, ge=0, le=1, description="share of a region's POIs serving its own cuisine")
+    collab_dim: int = Field(8, ge=1, le=64)
+    collab_scale: float = Field(1.0, ge=0)
+    click_bias: float = -2.6
+    order_bias: float = -0.9
+    distance_per_km: float = Field(0.18, ge=0)
+    semantic: SemanticWeights = Field(default_factory=SemanticWeights)
+    chunk_rows: int = Field(2_000_000, ge=1000, description="impressions generated per chunk; bounds memory")
+
+    @model_validator(mode="after")
+    def _check_window(self) -> WorldConfig:
+        if self.test_travel_prob < self.travel_prob:
+            raise ValueError("test_travel_prob must be >= travel_prob: the test day is meant to hold more travellers")
+        return self
+
+
+class LarrConfig(StrictModel):
+    """The whole resolved configuration of one run."""
+
+    profile: str = "small"
+    seed: int = Field(7, ge=0)
+    world: WorldConfig = Field(default_factory=WorldConfig)
+
+
+def _profile_dict(profile: str) -> dict[str, Any]:
+    if profile not in PROFILES:
+        raise ConfigError(f"profile: unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    text = resources.files("larr.profiles").joinpath(f"{profile}.yaml").read_text()
+    data = yaml.safe_load(text) or {}
+    data["profile"] = profile
+    return data
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _apply_override(data: dict[str, Any], override: str) -> None:
+    if "=" not in override:
+        raise ConfigError(f"override {override!r}: expected KEY=VALUE, e.g. world.n_users=500")
+    key, raw = override.split("=", 1)
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{key}: {part} is not a section")
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the section at ``loc`` (used to suggest the key the user meant)."""
+    current: Any = model
+    for part in loc[:-1]:
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        current = field.annotation
+    return list(getattr(current, "model_fields", {}).keys())
+
+
+def _format_errors(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        key = ".".join(str(p) for p in loc)
+        if e["type"] == "extra_forbidden":
+            hint = difflib.get_close_matches(str(loc[-1]), _known_keys(LarrConfig, loc), n=1)
+            tip = f" (did you mean {'.'.join(str(p) for p in loc[:-1] + (hint[0],))}?)" if hint else ""
+            lines.append(f"  {key}: unknown key{tip}")
+        else:
+            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
+    return "invalid config:\n" + "\n".join(lines)
+
+
+def load_config(
+    profile: str = "small",
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    seed: int | None = None,
+) -> LarrConfig:
+    """Resolve profile + file + overrides into a validated :class:`LarrConfig`.
+
+    Raises :class:`ConfigError` naming every bad or unknown key.
+    """
+    data = _profile_dict(profile)
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"config file {p} does not exist")
+        loaded = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {p}: top level must be a mapping")
+        data = _deep_merge(data, loaded)
+    for override in overrides or []:
+        _apply_override(data, override)
+    if seed is not None:
+        data["seed"] = seed
+    try:
+        return LarrConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err)) from None
+
+
+def config_to_dict(cfg: LarrConfig) -> dict[str, Any]:
+    """Plain JSON-compatible dict (dates as ISO strings)."""
+    return json.loads(cfg.model_dump_json())
+
+
+def save_config(cfg: LarrConfig, out_dir: str | Path, name: str = "config.yaml") -> Path:
+    """Write the resolved config beside a command's outputs and return its path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / name
+    path.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    return path
