@@ -83,6 +83,30 @@ def cmd_contract(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_spark(args: argparse.Namespace) -> int:
+    import importlib
+
+    from spark_jobs import JOBS
+    from spark_jobs.common import spark_session
+
+    cfg = _config(args)
+    jobs = list(JOBS) if args.job == "all" else [args.job]
+    spark = spark_session(cfg, f"larr-{args.job}")
+    try:
+        for name in jobs:
+            module = importlib.import_module(f"spark_jobs.{name}")
+            m = module.run(spark, cfg, Path(args.raw), Path(args.out), ds=args.ds, validate=not args.no_validate)
+            print(f"{name:<18} ds={m['ds']}  in {sum(m['rows_in'].values()):>10,}  out {m['rows_out']}  "
+                  f"rejected {m['rejected'] or 0}  {m['seconds']:.1f}s")
+            for key in ("distinct_texts_of_scene_fields", "distinct_full_scene_combinations_observed",
+                        "possible_full_scene_combinations", "pairs_by_kind", "by_split"):
+                if key in m:
+                    print(f"  {key}: {m[key]}")
+    finally:
+        spark.stop()
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     import yaml
 
@@ -127,6 +151,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write to this file instead of stdout")
     p.set_defaults(func=cmd_contract)
 
+    from spark_jobs import JOBS
+
+    p = sub.add_parser("spark", help="run a Spark batch job in local mode",
+                       description="Run a Spark job (the same code spark-submit runs on a cluster) in local mode: "
+                                   "cpt_corpus (paper 3.1 corpus), contrastive_pairs (paper 3.2 pairs), "
+                                   "scene_vocab (distinct feature texts + stable keys), ctr_samples (leakage-free "
+                                   "CTR samples with scene keys), or all of them. Each validates its input against "
+                                   "the data contract, overwrites only its own partition, and writes "
+                                   "OUT/<job>/_manifest.json with rows in/out/rejected and timings.")
+    p.add_argument("job", choices=[*JOBS, "all"], help="job to run")
+    _add_config_args(p)
+    p.add_argument("--raw", required=True, help="raw data folder")
+    p.add_argument("--out", required=True, help="root folder for job outputs")
+    p.add_argument("--ds", help="snapshot/partition date (default: per job)")
+    p.add_argument("--no-validate", action="store_true", help="skip the data-contract gate")
+    p.set_defaults(func=cmd_spark)
+
     p = sub.add_parser("config", help="print the resolved config of a profile",
                        description="Resolve profile + --config file + --set overrides and print the result; "
                                    "unknown keys and bad values are errors that name the key.")
@@ -148,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, FileExistsError) as err:
         print(f"larr {args.command}: {err}", file=sys.stderr)
         return 2
+    except ValueError as err:  # includes ContractError: bad input data
+        print(f"larr {args.command}: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

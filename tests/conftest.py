@@ -25,3 +25,13 @@ def world_copy(tiny_world: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "world"
     shutil.copytree(tiny_world, dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One real local Spark session for the whole test run (Java 17, local[2])."""
+    from spark_jobs.common import spark_session
+
+    session = spark_session(load_config("tiny"), "larr-tests")
+    yield session
+    session.stop()

@@ -45,7 +45,9 @@ def build_regions(cfg: WorldConfig, rng: np.random.Generator) -> tuple[pd.DataFr
 
 def _poi_text(name: str, cuisine: cat.Cuisine, dishes: list[cat.Dish], price: int, district: str,
               region: str, local: bool) -> str:
-    lead = f"{name} is a {cat.PRICE_WORDS[price]} {cuisine.label} shop in {district}, {region}"
+    word = cat.PRICE_WORDS[price]
+    article = "an" if word[0] in "aeiou" else "a"
+    lead = f"{name} is {article} {word} {cuisine.label} shop in {district}, {region}"
     intro = f"{lead}, known for its {dishes[0].name}"
     if len(dishes) > 1:
         intro += f" and {dishes[1].name}"

@@ -1,0 +1,156 @@
+"""What every Spark job shares: the session, the input gate, idempotent writes, the manifest, the CLI.
+
+Each job module exposes ``run(spark, cfg, raw, out, ds=None) -> manifest`` and a
+``main()`` for ``spark-submit spark_jobs/<job>.py --raw DIR --out DIR``; ``larr
+spark <job>`` calls the same ``run`` in ``local[*]`` mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+
+from larr.config import ConfigError, LarrConfig, config_to_dict, load_config, save_config
+from larr.validate import ContractError, require_valid
+
+log = logging.getLogger("larr.spark")
+
+
+def spark_session(cfg: LarrConfig, app: str = "larr") -> SparkSession:
+    """A session for local runs; under spark-submit ``getOrCreate`` returns the submitted one."""
+    builder = (SparkSession.builder.appName(app)
+               .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
+               .config("spark.sql.shuffle.partitions", str(cfg.spark.shuffle_partitions))
+               .config("spark.sql.session.timeZone", "UTC")
+               .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+               .config("spark.ui.showConsoleProgress", "false"))
+    if not _submitted():
+        # Python workers must run the interpreter that has larr installed (the project venv).
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+        builder = (builder.master(cfg.spark.master)
+                   .config("spark.pyspark.python", sys.executable)
+                   .config("spark.driver.memory", cfg.spark.driver_memory)
+                   .config("spark.ui.enabled", "false")
+                   .config("spark.driver.bindAddress", "127.0.0.1")
+                   .config("spark.driver.host", "127.0.0.1"))
+    for k, v in cfg.spark.extra_conf.items():
+        builder = builder.config(k, v)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+def _submitted() -> bool:
+    return "SPARK_SUBMIT_OPTS" in os.environ or os.environ.get("SPARK_ENV_LOADED") == "1"
+
+
+def read_window(raw: Path) -> dict[str, Any]:
+    """Split of the raw data: from its manifest, else derived from the impression partitions."""
+    manifest = raw / "manifest.json"
+    if manifest.exists():
+        m = json.loads(manifest.read_text())
+        return {"start": m["window"]["start"], "end": m["window"]["end"], **m["split"]}
+    days = sorted(p.name.split("=", 1)[1] for p in (raw / "impressions").glob("date=*"))
+    if len(days) < 3:
+        raise ValueError(f"{raw}/impressions has {len(days)} date partitions; need at least 3 (train, valid, test)")
+    return {"start": days[0], "end": days[-1], "train": days[:-2], "valid": days[-2], "test": days[-1]}
+
+
+def gate(raw: Path, enabled: bool = True) -> dict[str, int]:
+    """Refuse input that breaks the data contract; returns the row count of every table."""
+    if not enabled:
+        log.warning("contract validation skipped (--no-validate): the upstream gate is trusted")
+        return {}
+    return require_valid(raw).rows
+
+
+def write_partitioned(df: DataFrame, path: Path, partition: str) -> None:
+    """Overwrite only the partitions present in ``df`` (dynamic partition overwrite): a re-run of a day
+    replaces that day and never duplicates it."""
+    df.write.mode("overwrite").partitionBy(partition).parquet(str(path))
+
+
+@dataclass
+class JobRun:
+    """Timing and counters of one job run, written as its manifest."""
+
+    job: str
+    raw: Path
+    out: Path
+    cfg: LarrConfig
+    ds: str
+    started: float = field(default_factory=time.perf_counter)
+    rows_in: dict[str, int] = field(default_factory=dict)
+    rows_out: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def lap(self, name: str, t0: float) -> None:
+        self.timings[name] = round(time.perf_counter() - t0, 3)
+
+    def finish(self) -> dict[str, Any]:
+        seconds = time.perf_counter() - self.started
+        rows_in = sum(self.rows_in.values())
+        manifest = {
+            "job": self.job, "ds": self.ds, "raw": str(self.raw), "output": str(self.out / self.job),
+            "rows_in": self.rows_in, "rows_out": self.rows_out, "rejected": self.rejected,
+            "seconds": round(seconds, 3), "rows_in_per_second": round(rows_in / seconds, 1) if seconds else None,
+            "timings": self.timings, **self.extra, "config": config_to_dict(self.cfg),
+        }
+        folder = self.out / self.job
+        (folder / "_manifests").mkdir(parents=True, exist_ok=True)
+        text = json.dumps(manifest, indent=2, default=str) + "\n"
+        (folder / "_manifests" / f"{self.ds}.json").write_text(text)
+        (folder / "_manifest.json").write_text(text)
+        save_config(self.cfg, folder, "_config.yaml")
+        log.info("%s ds=%s: in %s, out %s, rejected %s, %.1fs", self.job, self.ds, self.rows_in, self.rows_out,
+                 self.rejected or 0, seconds)
+        return manifest
+
+
+JobFn = Callable[..., dict[str, Any]]
+
+
+def job_main(name: str, run: JobFn, argv: list[str] | None = None) -> int:
+    """``spark-submit spark_jobs/<name>.py --raw DIR --out DIR [--profile P] [--ds YYYY-MM-DD]``."""
+    p = argparse.ArgumentParser(prog=f"{name}.py", description=(run.__doc__ or "").strip().split("\n")[0])
+    add_job_args(p)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load_config(args.profile, args.config, args.overrides)
+        spark = spark_session(cfg, f"larr-{name}")
+        manifest = run(spark, cfg, Path(args.raw), Path(args.out), ds=args.ds, validate=not args.no_validate)
+    except (ConfigError, ContractError, ValueError, FileNotFoundError) as err:
+        print(f"{name}: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps({k: manifest[k] for k in ("job", "ds", "rows_in", "rows_out", "rejected", "seconds")}))
+    return 0
+
+
+def add_job_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--raw", required=True, help="raw data folder (follows docs/data-contract.md)")
+    p.add_argument("--out", required=True, help="root folder of job outputs; the job writes OUT/<job>/")
+    p.add_argument("--profile", default="small", help="config profile (tiny, small, large)")
+    p.add_argument("--config", help="YAML overriding the profile")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--ds", help="snapshot/partition date YYYY-MM-DD (default: per job, see its --help)")
+    p.add_argument("--no-validate", action="store_true",
+                   help="skip the data-contract gate (only when an upstream gate already validated this input)")
+
+
+def as_date(text: str) -> date:
+    return date.fromisoformat(text)

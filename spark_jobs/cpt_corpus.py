@@ -1,0 +1,66 @@
+"""CPT corpus (paper 3.1): one document per POI, prompt = name + location, target = the rest.
+
+Each document is the rendered prompt, a space, and the rendered target;
+``prompt_chars`` is the boundary so that training masks the prompt and takes
+the causal-LM loss on the target only.  Statistics in the target (order volume
+band) use only orders strictly before ``ds`` (default: the validation day, so
+only training days).  A hashed share of POIs is marked ``heldout`` for the
+held-out loss; training must skip them.
+
+Output: ``OUT/cpt_corpus/ds=YYYY-MM-DD/*.parquet`` with
+poi_id, prompt, target, text, prompt_chars, split.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from larr.config import LarrConfig
+from larr.descriptions import CPT_PROMPT_FIELDS, CPT_TARGET_FIELDS
+from spark_jobs.common import JobRun, as_date, gate, job_main, read_window, write_partitioned
+from spark_jobs.features import heldout_flag, load_raw, poi_texts
+
+NAME = "cpt_corpus"
+
+
+def run(spark: SparkSession, cfg: LarrConfig, raw: Path, out: Path, ds: str | None = None,
+        validate: bool = True) -> dict[str, Any]:
+    """Build the CPT corpus: one document per POI with a prompt/target boundary."""
+    window = read_window(raw)
+    ds = ds or window["valid"]
+    job = JobRun(NAME, raw, out, cfg, ds)
+    t0 = time.perf_counter()
+    job.rows_in = {k: v for k, v in gate(raw, validate).items() if k in ("pois", "orders")}
+    job.lap("validate", t0)
+    data = load_raw(spark, raw)
+    t0 = time.perf_counter()
+    texts = poi_texts(data, as_date(ds))
+    prompt = F.concat_ws(" ", *[F.col(f) for f in CPT_PROMPT_FIELDS])
+    target = F.concat_ws(" ", *[F.col(f) for f in CPT_TARGET_FIELDS])
+    docs = (texts.select("poi_id", prompt.alias("prompt"), target.alias("target"))
+            .withColumn("text", F.concat_ws(" ", "prompt", "target"))
+            .withColumn("prompt_chars", F.length("prompt") + 1)
+            .withColumn("split", F.when(heldout_flag("poi_id", cfg.features.heldout_frac), "heldout")
+                        .otherwise("train"))
+            .withColumn("ds", F.lit(ds)))
+    write_partitioned(docs, out / NAME, "ds")
+    job.lap("build_and_write", t0)
+    written = spark.read.parquet(str(out / NAME)).where(F.col("ds") == ds)
+    counts = {r["split"]: r["count"] for r in written.groupBy("split").count().collect()}
+    job.rows_out = {"documents": sum(counts.values())}
+    job.extra["split"] = counts
+    return job.finish()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return job_main(NAME, run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Scene vocabulary (paper 3.2 end, 3.3): the distinct value texts of every embedded feature.
+
+For each field in ``features.vocab_fields`` -- scene fields (region, district,
+time slot, day type, weather, temperature band, out-of-area), user and POI
+description fields, and the user's recent-order sequence per (user, day) --
+the job renders each distinct value once and keys it by
+hash(field name, rendered text).  Embedding these texts separately is what
+makes LLM cost linear in the vocabulary instead of exponential in the
+combinations; the manifest reports both numbers.
+
+Output: ``OUT/scene_vocab/ds=YYYY-MM-DD/*.parquet`` with field, entity, key, text
+(ds defaults to the last day of the window).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from larr.config import LarrConfig
+from larr.text import FIELDS
+from spark_jobs.common import JobRun, as_date, gate, job_main, read_window, write_partitioned
+from spark_jobs.features import attach_keys, field_tables, load_raw, with_scene_columns
+
+NAME = "scene_vocab"
+
+
+def run(spark: SparkSession, cfg: LarrConfig, raw: Path, out: Path, ds: str | None = None,
+        validate: bool = True) -> dict[str, Any]:
+    """Build the vocabulary of distinct feature texts with their stable keys."""
+    window = read_window(raw)
+    ds = ds or window["end"]
+    job = JobRun(NAME, raw, out, cfg, ds)
+    t0 = time.perf_counter()
+    job.rows_in = {k: v for k, v in gate(raw, validate).items() if k in ("impressions", "users", "pois", "orders")}
+    job.lap("validate", t0)
+    data = load_raw(spark, raw)
+    t0 = time.perf_counter()
+    fields = cfg.features.vocab_fields
+    tables = field_tables(data, cfg, fields, as_date(window["valid"]))
+    parts = [tables[f].select(F.lit(f).alias("field"), F.lit(FIELDS[f].entity).alias("entity"), "key", "text")
+             for f in fields]
+    vocab = parts[0]
+    for p in parts[1:]:
+        vocab = vocab.unionByName(p)
+    vocab = vocab.dropDuplicates(["field", "key"]).withColumn("ds", F.lit(ds))
+    write_partitioned(vocab, out / NAME, "ds")
+    job.lap("build_and_write", t0)
+
+    t0 = time.perf_counter()
+    written = spark.read.parquet(str(out / NAME)).where(F.col("ds") == ds).cache()
+    per_field = {r["field"]: r["count"] for r in written.groupBy("field").count().collect()}
+    collisions = written.groupBy("key").agg(F.countDistinct("field", "text").alias("n")).where("n > 1").count()
+    scene = cfg.features.scene_fields
+    keyed = attach_keys(with_scene_columns(data.impressions), tables, scene)
+    combos = keyed.select("scene_keys").distinct().count()
+    scene_only = [f for f in scene if f.startswith("SCENE_")]
+    scene_combos = keyed.select(*[f"key_{f}" for f in scene_only]).distinct().count()
+    job.lap("report", t0)
+    job.rows_out = {"texts": sum(per_field.values())}
+    job.extra.update({
+        "distinct_texts_per_field": dict(sorted(per_field.items())),
+        "key_collisions": collisions,
+        "scene_fields": scene,
+        "distinct_texts_of_scene_fields": sum(per_field[f] for f in scene),
+        "distinct_full_scene_combinations_observed": combos,
+        "possible_full_scene_combinations": math.prod(per_field[f] for f in scene),
+        "distinct_scene_only_combinations_observed": scene_combos,
+    })
+    if collisions:
+        raise ValueError(f"scene_vocab: {collisions} keys map to more than one (field, text); the key hash is broken")
+    written.unpersist()
+    return job.finish()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return job_main(NAME, run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
