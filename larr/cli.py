@@ -107,6 +107,34 @@ def cmd_spark(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from training import base_lm, contrastive, cpt, llm_report
+
+    cfg = _config(args)
+    raw, jobs, out = Path(args.raw), Path(args.jobs), Path(args.out)
+    stages = ["base", "cpt", "contrastive", "report"] if args.stage == "all" else [args.stage]
+    for stage in stages:
+        if stage == "base":
+            m = base_lm.run(cfg, raw, jobs, out)
+        elif stage == "cpt":
+            m = cpt.run(cfg, jobs, out, deepspeed=args.deepspeed)
+            print(f"CPT held-out target loss {m['heldout_target_loss_before']:.3f} -> "
+                  f"{m['heldout_target_loss_after']:.3f} ({m['tokens_per_second']:,.0f} tokens/s)")
+            continue
+        elif stage == "contrastive":
+            for init in args.init:
+                m = contrastive.run(cfg, jobs, out, init, deepspeed=args.deepspeed)
+                print(f"contrastive from {init}: {m['steps']} steps, {m['tokens_per_second']:,.0f} tokens/s, "
+                      f"encoder version {m['version']}")
+            continue
+        else:
+            m = llm_report.run(cfg, raw, jobs, out)
+            print((out / "report.md").read_text())
+            continue
+        print(f"{stage}: {m}")
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     import yaml
 
@@ -167,6 +195,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ds", help="snapshot/partition date (default: per job)")
     p.add_argument("--no-validate", action="store_true", help="skip the data-contract gate")
     p.set_defaults(func=cmd_spark)
+
+    p = sub.add_parser("train", help="train the LLM stages (base backbone, CPT, contrastive) and report",
+                       description="Stage 0 'base': the default backbone (BPE tokenizer + small Llama pretrained on "
+                                   "the general world text), or a check of llm.backbone.path. Stage 1 'cpt': "
+                                   "continual pretraining on the CPT corpus, prompt masked. Stage 2 'contrastive': "
+                                   "InfoNCE fine-tuning into the encoder artefact OUT/encoder (--init base gives "
+                                   "OUT/encoder_nocpt). 'report': held-out CPT loss, recall@10, POI-POI gap vs "
+                                   "all-MiniLM-L6-v2. 'all' runs the four in order.")
+    p.add_argument("stage", choices=["base", "cpt", "contrastive", "report", "all"])
+    _add_config_args(p)
+    p.add_argument("--raw", required=True, help="raw data folder (for the general text and POI tables)")
+    p.add_argument("--jobs", required=True, help="root of the Spark job outputs (larr spark --out)")
+    p.add_argument("--out", required=True, help="run folder for models, metrics and the report")
+    p.add_argument("--init", nargs="+", choices=["cpt", "base"], default=["cpt"],
+                   help="contrastive: start from the CPT model (default) and/or the base model (noCPT ablation)")
+    p.add_argument("--deepspeed", help="DeepSpeed JSON config (GPU runs; see training/README.md)")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("config", help="print the resolved config of a profile",
                        description="Resolve profile + --config file + --set overrides and print the result; "

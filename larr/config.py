@@ -125,6 +125,70 @@ class SparkConfig(StrictModel):
     extra_conf: dict[str, str] = Field(default_factory=dict)
 
 
+class BackboneConfig(StrictModel):
+    """The LLM backbone. ``path`` = a local Hugging Face causal-LM directory (nothing is downloaded);
+    without it a small Llama-architecture model is built from the fields below and pretrained on the
+    simulator's general text, to play the part of a general-purpose LLM."""
+
+    path: str | None = None
+    vocab_size: int = Field(4000, ge=300, description="BPE vocabulary trained on our text (default backbone)")
+    hidden_size: int = Field(128, ge=16)
+    num_layers: int = Field(2, ge=1)
+    num_heads: int = Field(4, ge=1)
+    intermediate_size: int = Field(384, ge=16)
+    max_length: int = Field(320, ge=32, description="longest sequence in tokens; longer texts are truncated")
+    general_epochs: int = Field(40, ge=0, description="epochs of general-text pretraining (default backbone)")
+    general_lr: float = Field(2e-3, gt=0)
+
+    @model_validator(mode="after")
+    def _heads(self) -> BackboneConfig:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        return self
+
+
+class CPTConfig(StrictModel):
+    """Stage 1: continual pretraining on the CPT corpus (paper: 1 epoch at lr 1e-4 on a 7B model)."""
+
+    epochs: float = Field(1.0, gt=0)
+    lr: float = Field(1e-4, gt=0)
+    batch_size: int = Field(8, ge=1)
+    block_size: int = Field(256, ge=16, description="packed sequence length")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    save_steps: int = Field(200, ge=1)
+
+
+class ContrastiveConfig(StrictModel):
+    """Stage 2: contrastive fine-tuning into an embedding model (paper 3.2)."""
+
+    epochs: float = Field(1.0, gt=0)
+    lr: float = Field(5e-4, gt=0)
+    batch_size: int = Field(32, ge=2, description="pairs per batch (in-batch negatives = batch_size - 1)")
+    temperature: float = Field(0.05, gt=0, le=1)
+    proj_dim: int = Field(128, ge=8)
+    weights: dict[str, float] = Field(default_factory=lambda: {"user_user": 1.0, "poi_poi": 1.0, "user_poi": 1.0})
+    grad_cache_chunk: int = Field(0, ge=0, description="0: off; else embed the batch in chunks of this size "
+                                                      "with gradient caching (GradCache)")
+    max_length: int = Field(256, ge=16)
+
+    @model_validator(mode="after")
+    def _weights(self) -> ContrastiveConfig:
+        bad = set(self.weights) - {"user_user", "poi_poi", "user_poi"}
+        if bad:
+            raise ValueError(f"weights: unknown pair kind(s) {sorted(bad)}; kinds: user_user, poi_poi, user_poi")
+        return self
+
+
+class LLMConfig(StrictModel):
+    """Stages 1 and 2 and the encoder artefact."""
+
+    backbone: BackboneConfig = Field(default_factory=BackboneConfig)
+    cpt: CPTConfig = Field(default_factory=CPTConfig)
+    contrastive: ContrastiveConfig = Field(default_factory=ContrastiveConfig)
+    encode_batch_size: int = Field(64, ge=1)
+    threads: int = Field(0, ge=0, description="torch CPU threads (0: torch's default)")
+
+
 class LarrConfig(StrictModel):
     """The whole resolved configuration of one run."""
 
@@ -133,6 +197,7 @@ class LarrConfig(StrictModel):
     world: WorldConfig = Field(default_factory=WorldConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
+    llm: LLMConfig = Field(default_factory=LLMConfig)
 
 
 def _profile_dict(profile: str) -> dict[str, Any]:

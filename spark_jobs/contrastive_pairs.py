@@ -29,8 +29,14 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from larr.config import LarrConfig
-from larr.descriptions import (POI_BASIC_FIELDS, POI_BUSINESS_FIELDS, POI_FULL_FIELDS, USER_BEHAVIOUR_FIELDS,
-                               USER_FULL_FIELDS, USER_PROFILE_FIELDS)
+from larr.descriptions import (
+    POI_BASIC_FIELDS,
+    POI_BUSINESS_FIELDS,
+    POI_FULL_FIELDS,
+    USER_BEHAVIOUR_FIELDS,
+    USER_FULL_FIELDS,
+    USER_PROFILE_FIELDS,
+)
 from spark_jobs.common import JobRun, as_date, gate, job_main, read_window, write_partitioned
 from spark_jobs.features import heldout_flag, load_raw, poi_texts, user_texts
 

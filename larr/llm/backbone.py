@@ -1,0 +1,97 @@
+"""The LLM backbone and its tokenizer.
+
+Any Hugging Face causal LM in a local directory works (``llm.backbone.path``);
+nothing is ever downloaded.  The default backbone is a small Llama-architecture
+model built from a config, with a byte-level BPE tokenizer trained (``tokenizers``)
+on our text.  Either way the field special tokens of :mod:`larr.text` are added
+to the tokenizer as special tokens and the embedding matrix is resized
+(:func:`add_field_tokens`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+)
+
+from larr.config import BackboneConfig
+from larr.text import FIELDS, special_tokens
+
+log = logging.getLogger("larr.llm")
+BASE_SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """Byte-level BPE trained on ``texts``; prepends ``<s>`` to every sequence. Field tokens are *not* part of it:
+    like a real general-purpose LLM, the base tokenizer has never seen them."""
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=BASE_SPECIALS, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer)
+    bos = tok.token_to_id("<s>")
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                                       special_tokens=[("<s>", bos)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   pad_token="<pad>", padding_side="right")
+
+
+def build_default_model(cfg: BackboneConfig, tokenizer: PreTrainedTokenizerBase, seed: int) -> LlamaForCausalLM:
+    """A small Llama from a config (random init, seeded)."""
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=cfg.hidden_size,
+                         intermediate_size=cfg.intermediate_size, num_hidden_layers=cfg.num_layers,
+                         num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_heads,
+                         max_position_embeddings=max(512, cfg.max_length), tie_word_embeddings=True,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+    return LlamaForCausalLM(config)
+
+
+def load_backbone(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a local causal LM and tokenizer (``local_files_only``: never touches a hub)."""
+    p = Path(path)
+    if not (p / "config.json").exists():
+        raise FileNotFoundError(f"no Hugging Face model at {p} (config.json missing); set llm.backbone.path to a "
+                                "local model directory or leave it empty for the default backbone")
+    tokenizer = AutoTokenizer.from_pretrained(p, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(p, local_files_only=True)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return model, tokenizer
+
+
+def add_field_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:
+    """Add every field token as a special token (never split) and resize the embeddings; returns how many were new."""
+    missing = [t for t in special_tokens() if t not in tokenizer.get_vocab()]
+    if missing:
+        tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
+    if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    return len(missing)
+
+
+def closing_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Ids of every closing field token -- the positions pooled into embeddings."""
+    return [tokenizer.convert_tokens_to_ids(f.close_token) for f in FIELDS.values()]
+
+
+def save_backbone(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out: str | Path) -> Path:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

