@@ -12,7 +12,6 @@ GPU:  deepspeed --num_gpus 8 training/contrastive.py --jobs ... --out ... --deep
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import sys
@@ -30,6 +29,7 @@ from larr.llm.contrastive import grad_cache_step, info_nce, kind_batches
 from larr.llm.encoder import TextEncoder
 from training.common import read_latest, seed_everything, set_threads, write_json
 from training.cpt import base_path
+from training.ds_config import resolve as resolve_ds
 
 log = logging.getLogger("larr.train")
 
@@ -68,8 +68,8 @@ def run(cfg: LarrConfig, jobs: Path, out: Path, init: str = "cpt", name: str | N
                              "use DeepSpeed's micro-batching instead")
         import deepspeed as ds
 
-        ds_cfg = json.loads(Path(deepspeed).read_text())
-        ds_cfg["train_micro_batch_size_per_gpu"] = c.batch_size
+        world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+        ds_cfg = resolve_ds(deepspeed, micro_batch=c.batch_size, world_size=world)
         engine, opt, _, sched = ds.initialize(model=enc, optimizer=opt, lr_scheduler=sched, config=ds_cfg)
         device = engine.device
     else:
