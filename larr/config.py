@@ -101,6 +101,7 @@ class FeaturesConfig(StrictModel):
     recent_orders: int = Field(5, ge=1, le=50, description="orders in the USER_orders sequence text")
     heldout_frac: float = Field(0.1, gt=0, lt=0.5, description="users/POIs held out of LLM training for evaluation")
     stats_prior: float = Field(20.0, ge=0, description="pseudo-count smoothing the CTR/CVR statistics")
+    embedding_dim: int = Field(128, ge=8, description="dimension the Feast embedding views expect")
 
     @model_validator(mode="after")
     def _check_fields(self) -> FeaturesConfig:

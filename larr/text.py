@@ -163,3 +163,9 @@ def feature_key(field: str, rendered: str) -> int:
 def value_key(field: str, value: Any) -> int:
     """Key of a raw value: render it, then hash it."""
     return feature_key(field, render(field, value))
+
+
+def text_hash(text: str) -> int:
+    """Stable non-negative int64 hash of a whole rendered text (the embedding cache key, with the encoder version)."""
+    digest = hashlib.blake2b(text.encode(), digest_size=8, person=b"larr-text").digest()
+    return int.from_bytes(digest, "big") & 0x7FFF_FFFF_FFFF_FFFF

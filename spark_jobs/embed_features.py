@@ -1,0 +1,200 @@
+"""Embedding materialization: Spark batch inference with the frozen encoder over every text the
+recommender looks up -- the scene vocabulary (one vector per distinct feature value), POI full texts and
+user full texts -- then the Feast offline tables.
+
+Only distinct texts are embedded, and only those not yet in the cache for this encoder version (cache key:
+text hash + encoder version, under ``OUT/embed_cache/encoder_version=V/``); a re-run with nothing new
+embeds zero texts and says so.  The model is loaded once per Python worker (``mapInPandas``).  New vectors
+are checked (dimension, finite values) before anything is written, so a bad batch never reaches the cache
+or the feature tables.
+
+Outputs (Feast offline store, ``--features DIR``, default ``OUT/features``):
+``scene_value_embeddings.parquet``, ``poi_embeddings.parquet``, ``user_embeddings.parquet``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, FloatType, LongType, StructField, StructType
+
+from larr.config import LarrConfig
+from larr.descriptions import POI_FULL_FIELDS, USER_FULL_FIELDS
+from larr.llm.encoder import encoder_version
+from larr.text import text_hash
+from spark_jobs.common import JobRun, as_date, gate, read_window
+from spark_jobs.features import load_raw, poi_texts, user_texts
+
+NAME = "embed_features"
+log = logging.getLogger("larr.spark")
+EMB_SCHEMA = StructType([StructField("text_hash", LongType()), StructField("embedding", ArrayType(FloatType()))])
+_LOADED: dict[str, Any] = {}
+
+
+class EmbeddingError(ValueError):
+    """Embeddings that must not be materialized (wrong version or dimension, non-finite values)."""
+
+
+def _encoder(path: str, threads: int):
+    """The encoder, loaded once per Python worker process."""
+    if path not in _LOADED:
+        import torch
+
+        from larr.llm.encoder import TextEncoder
+
+        if threads:
+            torch.set_num_threads(threads)
+        _LOADED[path] = TextEncoder.load(path)
+    return _LOADED[path]
+
+
+def _embed_fn(path: str, batch_size: int, threads: int):
+    def embed(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        enc = _encoder(path, threads)
+        for df in batches:
+            t0 = time.perf_counter()
+            vectors = enc.encode(df["text"].tolist(), batch_size)
+            rate = len(df) / max(time.perf_counter() - t0, 1e-9)
+            print(f"[embed] worker embedded {len(df)} texts at {rate:,.0f} texts/s", file=sys.stderr, flush=True)
+            yield pd.DataFrame({"text_hash": df["text_hash"].to_numpy(), "embedding": list(vectors)})
+    return embed
+
+
+def _hash_col(col: str) -> F.Column:
+    from pyspark.sql.functions import pandas_udf
+
+    @pandas_udf(LongType())
+    def h(texts: pd.Series) -> pd.Series:
+        return texts.map(text_hash).astype("int64")
+
+    return h(F.col(col))
+
+
+def _texts(spark: SparkSession, cfg: LarrConfig, raw: Path, vocab_dir: Path, end: str) -> dict[str, DataFrame]:
+    data = load_raw(spark, raw)
+    parts = sorted(vocab_dir.glob("ds=*"))
+    if not parts:
+        raise FileNotFoundError(f"{vocab_dir} has no ds= partition: run `larr spark scene_vocab` first")
+    vocab = spark.read.parquet(str(parts[-1])).select(F.col("key").alias("scene_key"), "field", "text")
+    after_end = as_date(end) + timedelta(days=1)
+    pt = poi_texts(data, after_end)
+    main_dish = data.pois.select("poi_id", "region_id", F.col("dishes")[0]["name"].alias("main_dish"))
+    pois = (pt.select("poi_id", F.concat_ws(" ", *[F.col(f) for f in POI_FULL_FIELDS]).alias("text"))
+            .join(main_dish, "poi_id"))
+    users = user_texts(data, after_end, cfg.features.recent_orders).select(
+        "user_id", F.concat_ws(" ", *[F.col(f) for f in USER_FULL_FIELDS]).alias("text"))
+    return {"scene_value_embeddings": vocab, "poi_embeddings": pois, "user_embeddings": users}
+
+
+def run(spark: SparkSession, cfg: LarrConfig, raw: Path, out: Path, ds: str | None = None, validate: bool = True,
+        encoder: Path | None = None, features: Path | None = None, expect_version: str | None = None
+        ) -> dict[str, Any]:
+    """Embed every new distinct text with the frozen encoder and write the Feast offline embedding tables."""
+    window = read_window(raw)
+    ds = ds or window["end"]
+    job = JobRun(NAME, raw, out, cfg, ds)
+    encoder = Path(encoder or out / "llm" / "encoder")
+    features = Path(features or out / "features")
+    if not (encoder / "encoder.json").exists():
+        raise FileNotFoundError(f"no encoder artefact at {encoder}: run `larr train contrastive` first")
+    version = encoder_version(encoder)
+    if expect_version and expect_version != version:
+        raise EmbeddingError(f"unknown encoder version {expect_version!r}: the artefact at {encoder} is version "
+                             f"{version!r}; pass --encoder-version {version} or point --encoder at the right one")
+    import json
+
+    dim = json.loads((encoder / "encoder.json").read_text())["dim"]
+    if dim != cfg.features.embedding_dim:
+        raise EmbeddingError(f"dimension mismatch: encoder {version} gives {dim}-d vectors but the feature views "
+                             f"expect features.embedding_dim = {cfg.features.embedding_dim}")
+    t0 = time.perf_counter()
+    job.rows_in = {k: v for k, v in gate(raw, validate).items() if k in ("users", "pois", "orders")}
+    job.lap("validate", t0)
+
+    t0 = time.perf_counter()
+    tables = {k: v.withColumn("text_hash", _hash_col("text")).cache() for k, v in
+              _texts(spark, cfg, raw, out / "scene_vocab", window["end"]).items()}
+    all_texts = None
+    for t in tables.values():
+        part = t.select("text_hash", "text")
+        all_texts = part if all_texts is None else all_texts.unionByName(part)
+    distinct = all_texts.dropDuplicates(["text_hash"]).cache()
+    n_distinct = distinct.count()
+    cache_root = out / "embed_cache"
+    cache_dir = cache_root / f"encoder_version={version}"
+    cached = spark.read.parquet(str(cache_dir)) if list(cache_dir.glob("*.parquet")) else None
+    todo = distinct.join(cached.select("text_hash"), "text_hash", "left_anti") if cached is not None else distinct
+    todo = todo.cache()
+    n_todo = todo.count()
+    job.lap("plan", t0)
+    log.info("embed: %d distinct texts, %d already embedded for encoder %s, %d to embed", n_distinct,
+             n_distinct - n_todo, version, n_todo)
+    t0 = time.perf_counter()
+    if n_todo == 0:
+        log.info("embed: nothing new to embed (0 texts)")
+    else:
+        staging = cache_root / f"_staging_{version}"
+        shutil.rmtree(staging, ignore_errors=True)
+        workers = spark.sparkContext.defaultParallelism
+        new = todo.repartition(max(1, min(workers, n_todo // 64 + 1))).mapInPandas(
+            _embed_fn(str(encoder.resolve()), cfg.llm.encode_batch_size, 1 if workers > 1 else 0), EMB_SCHEMA)
+        new.write.mode("overwrite").parquet(str(staging))
+        staged = spark.read.parquet(str(staging))
+        bad = staged.where(F.size("embedding") != dim).limit(3).collect()
+        if bad:
+            raise EmbeddingError(f"dimension mismatch: {len(bad)}+ new vectors are not {dim}-d "
+                                 f"(text_hash {[r['text_hash'] for r in bad]}); nothing materialized")
+        nonfinite = staged.where(F.exists("embedding", lambda x: F.isnan(x) | x.isNull() | (F.abs(x) == float("inf"))))
+        n_bad = nonfinite.count()
+        if n_bad:
+            examples = [r["text_hash"] for r in nonfinite.limit(3).collect()]
+            shutil.rmtree(staging, ignore_errors=True)
+            raise EmbeddingError(f"{n_bad} new vectors hold NaN or infinite values (text_hash {examples}); "
+                                 "nothing materialized: check the encoder artefact")
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now().strftime("%Y%m%d%H%M%S%f")
+        for i, f in enumerate(sorted(staging.glob("*.parquet"))):
+            f.rename(cache_dir / f"part-{stamp}-{i:05d}.parquet")
+        shutil.rmtree(staging, ignore_errors=True)
+    seconds = time.perf_counter() - t0
+    job.lap("embed", t0)
+
+    t0 = time.perf_counter()
+    vectors = spark.read.parquet(str(cache_dir)).dropDuplicates(["text_hash"])
+    event_ts = datetime.fromisoformat(window["start"])
+    written = {}
+    for name, table in tables.items():
+        df = (table.join(vectors, "text_hash", "left")
+              .withColumn("encoder_version", F.lit(version))
+              .withColumn("event_timestamp", F.lit(event_ts).cast("timestamp")))
+        missing = df.where(F.col("embedding").isNull()).count()
+        if missing:
+            raise EmbeddingError(f"{name}: {missing} rows have no vector in the cache of encoder {version}")
+        pdf = df.drop("text").toPandas()
+        pdf["embedding"] = pdf["embedding"].map(lambda v: [float(x) for x in v])
+        features.mkdir(parents=True, exist_ok=True)
+        tmp = features / f".{name}.parquet.tmp"
+        pdf.to_parquet(tmp, index=False)
+        tmp.replace(features / f"{name}.parquet")  # atomic: readers never see half a table
+        written[name] = len(pdf)
+    job.lap("write_features", t0)
+    for t in tables.values():
+        t.unpersist()
+    distinct.unpersist()
+    todo.unpersist()
+    job.rows_out = written
+    job.extra.update({"encoder": str(encoder), "encoder_version": version, "distinct_texts": n_distinct,
+                      "embedded_now": n_todo, "from_cache": n_distinct - n_todo,
+                      "texts_per_second": round(n_todo / seconds, 1) if n_todo else None,
+                      "features_dir": str(features)})
+    return job.finish()
