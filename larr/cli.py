@@ -15,6 +15,8 @@ import sys
 from datetime import date
 from pathlib import Path
 
+import numpy as np
+
 from larr.config import PROFILES, ConfigError, LarrConfig, config_to_dict, load_config
 
 log = logging.getLogger("larr")
@@ -135,6 +137,71 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_embed(args: argparse.Namespace) -> int:
+    from spark_jobs import embed_features
+    from spark_jobs.common import spark_session
+
+    cfg = _config(args)
+    spark = spark_session(cfg, "larr-embed")
+    try:
+        m = embed_features.run(spark, cfg, Path(args.raw), Path(args.out), validate=not args.no_validate,
+                               encoder=Path(args.encoder), features=Path(args.features) if args.features else None,
+                               expect_version=args.encoder_version)
+    finally:
+        spark.stop()
+    rate = f"{m['texts_per_second']:,.0f} texts/s" if m["texts_per_second"] else "nothing new to embed"
+    print(f"embedded {m['embedded_now']:,} new texts of {m['distinct_texts']:,} distinct "
+          f"({m['from_cache']:,} from the cache of encoder {m['encoder_version']}; {rate}); wrote {m['rows_out']}")
+    return 0
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    import json as _json
+    from datetime import datetime, timedelta
+
+    from larr import feature_store as fsx
+
+    repo = Path(args.repo)
+    if args.action == "publish":
+        features = Path(args.features)
+        stats = fsx.export_stats(Path(args.jobs), features)
+        scene = fsx.export_region_scene(Path(args.raw), features)
+        fsx.prepare_repo(repo, features, args.online, args.redis)
+        fsx.apply(repo)
+        window = _json.loads((Path(args.raw) / "manifest.json").read_text())["window"]
+        start = datetime.fromisoformat(window["start"]) - timedelta(days=1)
+        end = datetime.fromisoformat(window["end"]) + timedelta(days=1)
+        fsx.materialize(repo, start, end)
+        print(f"exported {stats} and {scene:,} region scene rows; applied and materialized into {args.online} "
+              f"({repo}); {fsx.summary(repo)}")
+    else:
+        v = fsx.online_vectors(repo, "poi_embedding", "poi_id", [int(x) for x in args.poi])
+        for pid, row in zip(args.poi, v, strict=True):
+            print(pid, "missing" if not row.size or not np.isfinite(row).all() else f"{row.shape[0]}-d {row[:4]}")
+    return 0
+
+
+def cmd_recall(args: argparse.Namespace) -> int:
+    from larr.llm.encoder import TextEncoder
+    from serving.recall import PoiIndex, query_text
+
+    index = PoiIndex.from_feast(Path(args.repo), Path(args.raw))
+    enc = TextEncoder.load(args.encoder)
+    hits = index.search(enc.encode([query_text(args.query)])[0], args.k)
+    print(f"query: {args.query}")
+    for i, h in enumerate(hits, 1):
+        print(f"Top{i}: {h.region}; {h.main_dish}; {h.score:.3f}   (poi {h.poi_id})")
+    return 0
+
+
+def cmd_recall_report(args: argparse.Namespace) -> int:
+    from serving import recall_report
+
+    recall_report.run(Path(args.repo), Path(args.raw), Path(args.llm), Path(args.out), args.k)
+    print((Path(args.out) / "recall_report.md").read_text())
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     import yaml
 
@@ -196,6 +263,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-validate", action="store_true", help="skip the data-contract gate")
     p.set_defaults(func=cmd_spark)
 
+    p = sub.add_parser("embed", help="embed every new distinct feature text with the frozen encoder (Spark)",
+                       description="Spark batch inference over the scene vocabulary, POI and user full texts: "
+                                   "only distinct texts, only those not cached for this encoder version; writes "
+                                   "the Feast offline embedding tables. A re-run with nothing new embeds zero texts.")
+    _add_config_args(p)
+    p.add_argument("--raw", required=True, help="raw data folder")
+    p.add_argument("--out", required=True, help="root of the Spark job outputs (holds scene_vocab/ and the cache)")
+    p.add_argument("--encoder", required=True, help="encoder artefact folder (larr train contrastive)")
+    p.add_argument("--features", help="Feast offline data folder (default OUT/features)")
+    p.add_argument("--encoder-version", help="refuse to run unless the artefact has this version")
+    p.add_argument("--no-validate", action="store_true", help="skip the data-contract gate")
+    p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("features", help="publish features to Feast (export, apply, materialize) or read them",
+                       description="publish: export statistics and the region scene history next to the "
+                                   "embeddings, write a feature repo copy at --repo for the chosen online store, "
+                                   "`feast apply` it and materialize the data window. get: read POI vectors back "
+                                   "from the online store.")
+    p.add_argument("action", choices=["publish", "get"])
+    p.add_argument("--repo", required=True, help="feature repo folder to create/use")
+    p.add_argument("--raw", help="raw data folder (publish)")
+    p.add_argument("--jobs", help="Spark job outputs (publish)")
+    p.add_argument("--features", help="Feast offline data folder (publish)")
+    p.add_argument("--online", choices=["sqlite", "redis"], default="sqlite")
+    p.add_argument("--redis", default="127.0.0.1:6379", help="Redis host:port (online=redis)")
+    p.add_argument("--poi", nargs="*", default=[], help="POI ids to read (get)")
+    p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("recall", help="top-k POIs for a free-text scene query",
+                       description="Embed the query with the encoder and search the POI vectors of the online "
+                                   "store (in-process exact index: Feast's SQLite/Redis stores have no vector search).")
+    p.add_argument("query")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--repo", required=True, help="feature repo folder (larr features publish)")
+    p.add_argument("--raw", required=True, help="raw data folder (POI ids and region names)")
+    p.add_argument("--encoder", required=True, help="encoder artefact")
+    p.set_defaults(func=cmd_recall)
+
+    p = sub.add_parser("recall-report", help="recall case study for every region, fine-tuned vs base",
+                       description="Region and weather/time queries; share of top-10 POIs in the region or of "
+                                   "the expected food kind; writes recall_report.md/json.")
+    p.add_argument("--repo", required=True)
+    p.add_argument("--raw", required=True)
+    p.add_argument("--llm", required=True, help="LLM run folder (holds base/ and encoder/)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--k", type=int, default=10)
+    p.set_defaults(func=cmd_recall_report)
+
     p = sub.add_parser("train", help="train the LLM stages (base backbone, CPT, contrastive) and report",
                        description="Stage 0 'base': the default backbone (BPE tokenizer + small Llama pretrained on "
                                    "the general world text), or a check of llm.backbone.path. Stage 1 'cpt': "
@@ -226,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("feast").setLevel(logging.WARNING)
     try:
         return int(args.func(args) or 0)
     except ConfigError as err:

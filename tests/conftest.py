@@ -35,3 +35,40 @@ def spark():
     session = spark_session(load_config("tiny"), "larr-tests")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_jobs(spark, tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """All four Spark jobs run once on the tiny world (read-only for tests)."""
+    from spark_jobs import contrastive_pairs, cpt_corpus, ctr_samples, scene_vocab
+
+    out = tmp_path_factory.mktemp("tiny_jobs")
+    cfg = load_config("tiny")
+    for job in (cpt_corpus, contrastive_pairs, scene_vocab, ctr_samples):
+        job.run(spark, cfg, tiny_world, out, validate=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(tiny_world: Path, tiny_jobs: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The LLM stages on the tiny world: base backbone, CPT, contrastive from CPT, report."""
+    from training import base_lm, contrastive, cpt, llm_report
+
+    cfg = load_config("tiny")
+    out = tmp_path_factory.mktemp("tiny_llm")
+    return {"out": out, "jobs": tiny_jobs, "base": base_lm.run(cfg, tiny_world, tiny_jobs, out),
+            "cpt": cpt.run(cfg, tiny_jobs, out), "contrastive": contrastive.run(cfg, tiny_jobs, out, "cpt"),
+            "report": llm_report.run(cfg, tiny_world, tiny_jobs, out)}
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A real redis-server on 127.0.0.1 (scripts/redis.sh), on its own port, for the whole session."""
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, REDIS_PORT="6391")
+    subprocess.run(["bash", str(root / "scripts" / "redis.sh"), "start"], check=True, env=env)
+    yield "127.0.0.1:6391"
+    subprocess.run(["bash", str(root / "scripts" / "redis.sh"), "stop"], check=False, env=env)

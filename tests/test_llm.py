@@ -152,19 +152,8 @@ def test_deepspeed_configs_parse_with_deepspeeds_own_parser(name: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def llm_run(spark, tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from spark_jobs import contrastive_pairs, cpt_corpus
-    from training import base_lm, contrastive, cpt, llm_report
-
-    jobs = tmp_path_factory.mktemp("jobs")
-    out = tmp_path_factory.mktemp("llm")
-    cpt_corpus.run(spark, CFG, tiny_world, jobs, validate=False)
-    contrastive_pairs.run(spark, CFG, tiny_world, jobs, validate=False)
-    base = base_lm.run(CFG, tiny_world, jobs, out)
-    c = cpt.run(CFG, jobs, out)
-    e = contrastive.run(CFG, jobs, out, "cpt")
-    report = llm_report.run(CFG, tiny_world, jobs, out)
-    return {"out": out, "jobs": jobs, "base": base, "cpt": c, "contrastive": e, "report": report}
+def llm_run(tiny_llm: dict) -> dict:
+    return tiny_llm
 
 
 def test_tiny_end_to_end(llm_run: dict) -> None:

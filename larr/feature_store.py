@@ -1,0 +1,134 @@
+"""Feast glue: export the offline tables, prepare a repo copy, apply, materialize, read online features.
+
+The definitions live in ``feature_repo/definitions.py`` (Feast's own objects); this module only moves data
+into the offline store and drives Feast's APIs (``feast apply`` through its CLI, materialization and online
+reads through :class:`feast.FeatureStore`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from larr.scene import temperature_band
+from larr.text import value_key
+
+log = logging.getLogger("larr.features")
+REPO = Path(__file__).resolve().parents[1] / "feature_repo"
+STAT_VIEWS = {"user_stats": ("user_id", ["u_imps", "u_clicks", "u_orders", "u_ctr"]),
+              "poi_stats": ("poi_id", ["p_imps", "p_clicks", "p_orders", "p_ctr", "p_cvr"])}
+
+
+def export_stats(jobs: Path, features: Path) -> dict[str, int]:
+    """User and POI statistics from the CTR samples, one row per (entity, day) stamped at the start of the day:
+    a point-in-time join then sees, for an impression, exactly the statistics of the days before it."""
+    samples = pd.read_parquet(jobs / "ctr_samples")
+    samples["event_timestamp"] = pd.to_datetime(samples["date"].astype(str))
+    features.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name, (key, cols) in STAT_VIEWS.items():
+        df = samples[[key, "event_timestamp", *cols]].drop_duplicates([key, "event_timestamp"])
+        df.to_parquet(features / f"{name}.parquet", index=False)
+        out[name] = len(df)
+    return out
+
+
+def region_scene_rows(weather: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the region_scene_state view from weather observations (region_id, ts, condition, temperature_c),
+    with the scene-value keys computed by the one renderer -- the same function the streaming consumer uses."""
+    from larr.scene import time_slot
+
+    temp_band = temperature_band(weather["temperature_c"].to_numpy())
+    slots = [time_slot(h) for h in pd.to_datetime(weather["ts"]).dt.hour]
+    return pd.DataFrame({
+        "region_id": weather["region_id"].astype("int64").to_numpy(),
+        "event_timestamp": pd.to_datetime(weather["ts"]).to_numpy(),
+        "weather": weather["condition"].to_numpy(),
+        "temperature_c": weather["temperature_c"].astype(float).to_numpy(),
+        "time_slot": slots,
+        "weather_key": [value_key("SCENE_weather", c) for c in weather["condition"]],
+        "temp_key": [value_key("SCENE_temp", b) for b in temp_band],
+        "slot_key": [value_key("SCENE_slot", s) for s in slots],
+    })
+
+
+def export_region_scene(raw: Path, features: Path) -> int:
+    """Batch history of the push source: the hourly weather of the raw data."""
+    rows = region_scene_rows(pd.read_parquet(raw / "weather.parquet"))
+    features.mkdir(parents=True, exist_ok=True)
+    rows.to_parquet(features / "region_scene_state.parquet", index=False)
+    return len(rows)
+
+
+def prepare_repo(dest: Path, features: Path, online: str = "sqlite", redis: str = "127.0.0.1:6379") -> Path:
+    """A runnable copy of ``feature_repo/`` whose feature_store.yaml points at ``dest`` for registry and
+    SQLite, and at ``redis`` for the Redis online store."""
+    dest = dest.resolve()
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("definitions.py", ".feastignore"):
+        shutil.copy(REPO / name, dest / name)
+    if online == "sqlite":
+        store = f"online_store:\n  type: sqlite\n  path: {dest / 'online_store.db'}\n"
+    elif online == "redis":
+        store = f"online_store:\n  type: redis\n  connection_string: \"{redis}\"\n"
+    else:
+        raise ValueError(f"online store {online!r}: choose sqlite or redis")
+    (dest / "feature_store.yaml").write_text(
+        f"project: larr\nprovider: local\nregistry: {dest / 'registry.db'}\n{store}"
+        "offline_store:\n  type: file\nentity_key_serialization_version: 3\n")
+    (dest / ".larr-features").write_text(str(features.resolve()))
+    return dest
+
+
+def _env(repo: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    marker = repo / ".larr-features"
+    if marker.exists():
+        env["LARR_FEATURE_DATA"] = marker.read_text().strip()
+    return env
+
+
+def apply(repo: Path) -> str:
+    """``feast apply`` (Feast's own CLI) in ``repo``; returns its output."""
+    feast = Path(sys.executable).parent / "feast"
+    res = subprocess.run([str(feast), "apply"], cwd=repo, env=_env(repo), capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"feast apply failed in {repo}:\n{res.stdout}\n{res.stderr}")
+    return res.stdout
+
+
+def store(repo: Path):
+    """A :class:`feast.FeatureStore` for ``repo`` (LARR_FEATURE_DATA set so definitions resolve the same paths)."""
+    os.environ.update({k: v for k, v in _env(repo).items() if k == "LARR_FEATURE_DATA"})
+    from feast import FeatureStore
+
+    return FeatureStore(repo_path=str(repo))
+
+
+def materialize(repo: Path, start: datetime, end: datetime, views: list[str] | None = None) -> None:
+    """Load the offline rows with event time in [start, end] into the online store."""
+    store(repo).materialize(start_date=start, end_date=end, feature_views=views)
+
+
+def online_vectors(repo: Path, view: str, key: str, ids: list[int]) -> np.ndarray:
+    """Embeddings of ``ids`` from the online store as float32 [n, d] (NaN rows for missing entities)."""
+    resp = store(repo).get_online_features(features=[f"{view}:embedding"], entity_rows=[{key: i} for i in ids])
+    vals = resp.to_dict()["embedding"]
+    dim = max((len(v) for v in vals if v is not None), default=0)
+    return np.array([v if v is not None else [np.nan] * dim for v in vals], dtype=np.float32)
+
+
+def summary(repo: Path) -> dict[str, Any]:
+    fs = store(repo)
+    return {"feature_views": sorted(v.name for v in fs.list_feature_views()),
+            "feature_services": sorted(s.name for s in fs.list_feature_services()),
+            "entities": sorted(e.name for e in fs.list_entities())}

@@ -1,0 +1,2 @@
+"""Online serving: recall over Feast vectors (and, with the CTR issue, the scorer), no LLM on the request path
+except to embed a free-text recall query."""
