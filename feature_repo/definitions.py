@@ -59,9 +59,12 @@ region_scene_push = PushSource(name="region_scene_push", batch_source=_source("r
 region_scene_state = FeatureView(
     name="region_scene_state", entities=[region], ttl=timedelta(hours=6), source=region_scene_push,
     schema=[Field(name="weather", dtype=String), Field(name="temperature_c", dtype=Float64),
-            Field(name="time_slot", dtype=String), Field(name="weather_key", dtype=Int64),
-            Field(name="temp_key", dtype=Int64), Field(name="slot_key", dtype=Int64)],
-    description="real-time scene state per region, pushed by the Kafka consumer (streaming/)")
+            Field(name="weather_key", dtype=Int64), Field(name="temp_key", dtype=Int64),
+            Field(name="weather_ts", dtype=Int64),
+            Field(name="time_slot", dtype=String), Field(name="slot_key", dtype=Int64), Field(name="slot_ts", dtype=Int64),
+            Field(name="day_type", dtype=String), Field(name="day_key", dtype=Int64), Field(name="context_ts", dtype=Int64)],
+    description="real-time scene state per region, pushed by the Kafka consumer (streaming/); each group "
+                "(weather, slot, context) carries its own event time in ms (*_ts) so older events never win")
 
 ctr_model = FeatureService(name="ctr_model",
                            features=[user_stats, poi_stats, scene_value_embedding, region_scene_state])

@@ -202,6 +202,28 @@ def cmd_recall_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stream(args: argparse.Namespace) -> int:
+    if args.action == "simulate":
+        from streaming.simulate import simulate
+
+        m = simulate(args.bootstrap, args.topic, Path(args.raw), rate=args.rate, duration=args.duration,
+                     count=args.count, malformed_frac=args.malformed_frac, out_of_order_frac=args.out_of_order_frac,
+                     seed=args.seed or 0)
+        m.pop("newest")
+        print(json.dumps(m))
+        return 0
+    from streaming.consumer import ConsumerConfig, SceneStateConsumer
+
+    cfg = ConsumerConfig(bootstrap=args.bootstrap, topic=args.topic, group=args.group,
+                         max_records=args.max_records, metrics_port=args.metrics_port,
+                         max_idle_seconds=args.max_idle_seconds, max_seconds=args.max_seconds,
+                         known_keys=Path(args.known_keys) if args.known_keys else None,
+                         backlog=Path(args.backlog) if args.backlog else None)
+    summary = SceneStateConsumer(cfg, Path(args.repo)).run()
+    print(json.dumps(summary))
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     import yaml
 
@@ -311,6 +333,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=10)
     p.set_defaults(func=cmd_recall_report)
 
+    p = sub.add_parser("stream", help="real-time scene events: run the Kafka consumer or the event simulator",
+                       description="consume: keep each region's scene state fresh in Feast's online store "
+                                   "(at-least-once, newer-wins, dead-letter topic, SIGTERM-safe, Prometheus "
+                                   "metrics). simulate: replay the world's weather and time slots as live events.")
+    p.add_argument("action", choices=["consume", "simulate"])
+    p.add_argument("--bootstrap", default="127.0.0.1:9092")
+    p.add_argument("--topic", default="scene-events")
+    p.add_argument("--group", default="larr-scene-state", help="consumer group (consume)")
+    p.add_argument("--repo", help="feature repo folder (consume)")
+    p.add_argument("--max-records", type=int, default=500, help="batch size (consume)")
+    p.add_argument("--metrics-port", type=int, default=0, help="Prometheus text endpoint on 127.0.0.1 (consume)")
+    p.add_argument("--max-idle-seconds", type=float, help="stop after this long without messages (consume)")
+    p.add_argument("--max-seconds", type=float, help="stop after this long (consume)")
+    p.add_argument("--known-keys", help="scene_value_embeddings.parquet: keys that have vectors (consume)")
+    p.add_argument("--backlog", help="JSON-lines file for values without a vector (consume)")
+    p.add_argument("--raw", help="raw data folder whose weather is replayed (simulate)")
+    p.add_argument("--rate", type=float, default=1000.0, help="events per second (simulate)")
+    p.add_argument("--duration", type=float, help="seconds to run (simulate)")
+    p.add_argument("--count", type=int, help="events to send (simulate)")
+    p.add_argument("--malformed-frac", type=float, default=0.0, help="share of malformed messages (simulate)")
+    p.add_argument("--out-of-order-frac", type=float, default=0.0, help="share of older events (simulate)")
+    p.add_argument("--seed", type=int)
+    p.set_defaults(func=cmd_stream)
+
     p = sub.add_parser("train", help="train the LLM stages (base backbone, CPT, contrastive) and report",
                        description="Stage 0 'base': the default backbone (BPE tokenizer + small Llama pretrained on "
                                    "the general world text), or a check of llm.backbone.path. Stage 1 'cpt': "
@@ -342,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("feast").setLevel(logging.WARNING)
+    logging.getLogger("kafka").setLevel(logging.WARNING)
     try:
         return int(args.func(args) or 0)
     except ConfigError as err:

@@ -19,9 +19,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from larr.scene import temperature_band
-from larr.text import value_key
-
 log = logging.getLogger("larr.features")
 REPO = Path(__file__).resolve().parents[1] / "feature_repo"
 STAT_VIEWS = {"user_stats": ("user_id", ["u_imps", "u_clicks", "u_orders", "u_ctr"]),
@@ -43,22 +40,30 @@ def export_stats(jobs: Path, features: Path) -> dict[str, int]:
 
 
 def region_scene_rows(weather: pd.DataFrame) -> pd.DataFrame:
-    """Rows of the region_scene_state view from weather observations (region_id, ts, condition, temperature_c),
-    with the scene-value keys computed by the one renderer -- the same function the streaming consumer uses."""
-    from larr.scene import time_slot
+    """History rows of the region_scene_state view from weather observations (region_id, ts, condition,
+    temperature_c): each observation is merged as a weather and a time-slot event by the same code the
+    streaming consumer runs (:mod:`streaming.state`)."""
+    from datetime import UTC
 
-    temp_band = temperature_band(weather["temperature_c"].to_numpy())
-    slots = [time_slot(h) for h in pd.to_datetime(weather["ts"]).dt.hour]
-    return pd.DataFrame({
-        "region_id": weather["region_id"].astype("int64").to_numpy(),
-        "event_timestamp": pd.to_datetime(weather["ts"]).to_numpy(),
-        "weather": weather["condition"].to_numpy(),
-        "temperature_c": weather["temperature_c"].astype(float).to_numpy(),
-        "time_slot": slots,
-        "weather_key": [value_key("SCENE_weather", c) for c in weather["condition"]],
-        "temp_key": [value_key("SCENE_temp", b) for b in temp_band],
-        "slot_key": [value_key("SCENE_slot", s) for s in slots],
-    })
+    from larr.scene import day_type
+    from streaming.events import SceneEvent
+    from streaming.state import KeyMapper, RegionState
+
+    mapper = KeyMapper()
+    states: dict[int, RegionState] = {}
+    rows = []
+    for r in weather.sort_values("ts").itertuples():
+        when = pd.Timestamp(r.ts).to_pydatetime().replace(tzinfo=UTC)
+        st = states.setdefault(int(r.region_id), RegionState(int(r.region_id)))
+        mapper.apply(st, SceneEvent("weather", int(r.region_id), when,
+                                    {"condition": r.condition, "temperature_c": float(r.temperature_c)}))
+        mapper.apply(st, SceneEvent("time_slot", int(r.region_id), when, {"hour": when.hour}))
+        mapper.apply(st, SceneEvent("region_context", int(r.region_id), when, {"day_type": day_type(when.date())}))
+        rows.append(st.to_row())
+    out = pd.DataFrame(rows)
+    out["event_timestamp"] = pd.to_datetime(out["event_timestamp"]).dt.tz_localize(None)
+    return out.astype({c: "Int64" for c in ("weather_key", "temp_key", "weather_ts", "slot_key", "slot_ts",
+                                            "day_key", "context_ts")})
 
 
 def export_region_scene(raw: Path, features: Path) -> int:

@@ -72,3 +72,21 @@ def redis_url() -> str:
     subprocess.run(["bash", str(root / "scripts" / "redis.sh"), "start"], check=True, env=env)
     yield "127.0.0.1:6391"
     subprocess.run(["bash", str(root / "scripts" / "redis.sh"), "stop"], check=False, env=env)
+
+
+def kafka_dir(factory: pytest.TempPathFactory) -> Path:
+    """State folder of the test broker (tests that restart it need the same one)."""
+    return factory.getbasetemp() / "kafka_state"
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A real single-node KRaft Kafka broker on 127.0.0.1 (scripts/kafka.sh), own port and state folder."""
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, KAFKA_PORT="19092", KAFKA_DIR=str(kafka_dir(tmp_path_factory)))
+    subprocess.run(["bash", str(root / "scripts" / "kafka.sh"), "start"], check=True, env=env, timeout=300)
+    yield "127.0.0.1:19092"
+    subprocess.run(["bash", str(root / "scripts" / "kafka.sh"), "stop"], check=False, env=env, timeout=120)

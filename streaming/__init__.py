@@ -1,0 +1,1 @@
+"""Real-time scene features: Kafka events -> scene-value keys -> Feast online store (push source)."""

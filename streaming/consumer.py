@@ -1,0 +1,227 @@
+"""``larr stream consume``: keep each region's real-time scene state fresh in Feast's online store.
+
+Loop: poll a batch (consumer group, ``enable_auto_commit=False``) -> parse each message (bad ones go to the
+dead-letter topic with the error and their origin in headers) -> merge events into per-region state
+(newer-wins by event time, :mod:`streaming.state`) -> push the changed regions' rows through Feast's push
+source -> flush the dead letters -> commit.  Offsets are committed only after the write, so a crash
+replays the uncommitted batch, and replays are harmless because merging is newer-wins.  SIGTERM finishes
+the batch, commits and closes.  Metrics go to the log and to a Prometheus text endpoint.
+
+Feast's Redis store drops a write whose row timestamp is not newer than the stored one.  A row merges
+three groups with their own event times, and an update to one group can be newer for that group yet older
+than another group's time, so the per-group times (``*_ts`` fields, milliseconds) carry newer-wins and the
+row's Feast ``event_timestamp`` is the wall-clock time of the write (always newer than the previous write).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from streaming.events import EventError, parse_event
+from streaming.state import KeyMapper, RegionState
+
+log = logging.getLogger("larr.stream")
+VIEW = "region_scene_state"
+PUSH_SOURCE = "region_scene_push"
+STATE_FIELDS = ["weather", "temperature_c", "weather_key", "temp_key", "weather_ts", "time_slot", "slot_key",
+                "slot_ts", "day_type", "day_key", "context_ts"]
+
+
+@dataclass
+class ConsumerConfig:
+    bootstrap: str = "127.0.0.1:9092"
+    topic: str = "scene-events"
+    group: str = "larr-scene-state"
+    dead_letter_topic: str | None = None  # default: <topic>.dlq
+    max_records: int = 500
+    poll_ms: int = 500
+    metrics_port: int = 0  # 0: no HTTP endpoint
+    max_idle_seconds: float | None = None  # stop after this long with no messages (tests, batch backfills)
+    max_seconds: float | None = None
+    known_keys: Path | None = None  # scene_value_embeddings.parquet: keys that have vectors
+    backlog: Path | None = None  # where values without a vector are recorded (JSON lines)
+
+    @property
+    def dlq(self) -> str:
+        return self.dead_letter_topic or f"{self.topic}.dlq"
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.consumed = Counter("larr_stream_consumed", "messages consumed", registry=r)
+        self.written = Counter("larr_stream_rows_written", "region rows written to the online store", registry=r)
+        self.dead = Counter("larr_stream_dead_lettered", "messages sent to the dead-letter topic", registry=r)
+        self.stale = Counter("larr_stream_stale_events", "events older than the state (ignored)", registry=r)
+        self.lag = Gauge("larr_stream_lag", "messages behind the end of the topic", registry=r)
+        self.freshness = Histogram("larr_stream_freshness_seconds", "event time to online write",
+                                   buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300), registry=r)
+        self.freshness_values: list[float] = []
+
+
+def _known_keys(path: Path | None) -> set[int] | None:
+    if path is None or not Path(path).exists():
+        return None
+    return set(pd.read_parquet(path, columns=["scene_key"])["scene_key"].astype("int64"))
+
+
+class SceneStateConsumer:
+    """The consumer; ``run()`` returns a summary dict when it stops."""
+
+    def __init__(self, cfg: ConsumerConfig, repo: Path):
+        from larr.feature_store import store
+
+        self.cfg = cfg
+        self.store = store(repo)
+        self.metrics = Metrics()
+        self.mapper = KeyMapper(_known_keys(cfg.known_keys))
+        self.states: dict[int, RegionState] = {}
+        self.stopping = False
+        self.consumer = KafkaConsumer(
+            cfg.topic, bootstrap_servers=cfg.bootstrap, group_id=cfg.group, enable_auto_commit=False,
+            auto_offset_reset="earliest", max_poll_records=cfg.max_records, client_id="larr-stream",
+            reconnect_backoff_max_ms=2000, request_timeout_ms=30000)
+        self.producer = KafkaProducer(bootstrap_servers=cfg.bootstrap, acks="all", retries=10, linger_ms=5)
+
+    # -- state ---------------------------------------------------------------------------------------
+    def _state(self, region: int) -> RegionState:
+        if region not in self.states:
+            resp = self.store.get_online_features(features=[f"{VIEW}:{f}" for f in STATE_FIELDS],
+                                                 entity_rows=[{"region_id": region}]).to_dict()
+            row = {f: resp[f][0] for f in STATE_FIELDS}
+            self.states[region] = RegionState.from_row(region, row)
+        return self.states[region]
+
+    def _write(self, regions: set[int]) -> None:
+        rows = pd.DataFrame([self.states[r].to_row() for r in sorted(regions)])
+        rows["event_timestamp"] = pd.Timestamp.now(tz="UTC")  # the write time; see the module docstring
+        rows = rows.astype({c: "Int64" for c in ("weather_key", "temp_key", "weather_ts", "slot_key", "slot_ts",
+                                                 "day_key", "context_ts")})
+        from feast.data_source import PushMode
+
+        self.store.push(PUSH_SOURCE, rows, to=PushMode.ONLINE)
+        now = time.time()
+        for r in regions:
+            age = now - self.states[r].event_ms / 1000
+            self.metrics.freshness.observe(age)
+            self.metrics.freshness_values.append(age)
+        self.metrics.written.inc(len(regions))
+
+    def _dead_letter(self, msg: Any, reason: str) -> None:
+        headers = [("error", reason.encode()[:1000]), ("origin_topic", msg.topic.encode()),
+                   ("origin_partition", str(msg.partition).encode()), ("origin_offset", str(msg.offset).encode())]
+        self.producer.send(self.cfg.dlq, key=msg.key, value=msg.value, headers=headers)
+        self.metrics.dead.inc()
+        log.warning("dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, reason)
+
+    def _lag(self) -> int:
+        """Messages of the topic not yet committed by the group (all partitions, assigned or not)."""
+        parts = [TopicPartition(self.cfg.topic, p) for p in (self.consumer.partitions_for_topic(self.cfg.topic) or [])]
+        if not parts:
+            return 0
+        ends = self.consumer.end_offsets(parts)
+        return int(sum(max(0, ends[tp] - (self.consumer.committed(tp) or 0)) for tp in parts))
+
+    def _flush_backlog(self) -> None:
+        if not self.cfg.backlog or not self.mapper.backlog:
+            return
+        path = Path(self.cfg.backlog)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        seen = set()
+        if path.exists():
+            seen = {json.loads(line)["key"] for line in path.read_text().splitlines() if line.strip()}
+        with path.open("a") as f:
+            for key, (fld, text) in self.mapper.backlog.items():
+                if key not in seen:
+                    f.write(json.dumps({"key": key, "field": fld, "text": text, "first_seen": time.time()}) + "\n")
+
+    # -- loop ----------------------------------------------------------------------------------------
+    def stop(self, *_: Any) -> None:
+        log.info("stop requested: finishing the current batch")
+        self.stopping = True
+
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        if cfg.metrics_port:
+            start_http_server(cfg.metrics_port, addr="127.0.0.1", registry=self.metrics.registry)
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        started = last_msg = time.time()
+        last_log = started
+        while not self.stopping:
+            batch = self.consumer.poll(timeout_ms=cfg.poll_ms, max_records=cfg.max_records)
+            now = time.time()
+            if not batch:
+                if not self.consumer.assignment():  # still joining the group (e.g. a dead member's session
+                    last_msg = now                 # must time out first): not idle yet
+                if cfg.max_idle_seconds is not None and now - last_msg > cfg.max_idle_seconds:
+                    break
+                if cfg.max_seconds is not None and now - started > cfg.max_seconds:
+                    break
+                continue
+            last_msg = now
+            changed: set[int] = set()
+            for records in batch.values():
+                for msg in records:
+                    self.metrics.consumed.inc()
+                    try:
+                        ev = parse_event(msg.value)
+                    except EventError as err:
+                        self._dead_letter(msg, str(err))
+                        continue
+                    if self.mapper.apply(self._state(ev.region_id), ev):
+                        changed.add(ev.region_id)
+                    else:
+                        self.metrics.stale.inc()
+            if changed:
+                self._write(changed)
+            self.producer.flush()
+            self._flush_backlog()
+            self.consumer.commit()  # only after the write and the dead letters are durable
+            if now - last_log > 5:
+                self.metrics.lag.set(self._lag())
+                log.info("consumed %d, written %d, dead-lettered %d, lag %d", self.metrics.consumed._value.get(),
+                         self.metrics.written._value.get(), self.metrics.dead._value.get(), self.metrics.lag._value.get())
+                last_log = now
+            if cfg.max_seconds is not None and now - started > cfg.max_seconds:
+                break
+        self.producer.flush()
+        self._flush_backlog()
+        self.consumer.commit()
+        self.metrics.lag.set(self._lag())
+        self.consumer.close(autocommit=False)
+        self.producer.close()
+        return self.summary(time.time() - started)
+
+    def summary(self, seconds: float) -> dict[str, Any]:
+        import numpy as np
+
+        f = np.array(self.metrics.freshness_values) if self.metrics.freshness_values else np.array([np.nan])
+        return {"consumed": int(self.metrics.consumed._value.get()), "written": int(self.metrics.written._value.get()),
+                "dead_lettered": int(self.metrics.dead._value.get()), "stale": int(self.metrics.stale._value.get()),
+                "lag": int(self.metrics.lag._value.get()), "seconds": round(seconds, 2),
+                "freshness_p50_s": float(np.nanpercentile(f, 50)), "freshness_p99_s": float(np.nanpercentile(f, 99)),
+                "backlog": len(self.mapper.backlog)}
+
+
+def committed_offsets(bootstrap: str, topic: str, group: str) -> dict[int, int]:
+    """The group's committed offset per partition (for tests and operators)."""
+    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(topic, p) for p in (c.partitions_for_topic(topic) or [])]
+        return {tp.partition: (c.committed(tp) or 0) for tp in parts}
+    finally:
+        c.close()
