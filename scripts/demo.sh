@@ -2,8 +2,10 @@
 # The main job, end to end on the embedded default (the `small` profile, seed 7):
 #   1. generate the simulated world and validate it against the data contract
 #   2. Spark jobs (local mode): CPT corpus, contrastive pairs, scene vocabulary, CTR samples
-#   3. LLM stages: default backbone, CPT, contrastive fine-tuning (from CPT and, for the ablation, from base),
-#      and the stage 1-2 quality report
+#   3. LLM stages: default backbone, CPT, contrastive fine-tuning (from CPT and, for the noCPT ablation, from
+#      base), and the stage 1-2 quality report
+#   4. embed every distinct feature text (Spark), publish to Feast (SQLite online store), recall examples
+#   5. Kafka (KRaft, local) + the event simulator + the consumer for a short window: freshness figures
 # Usage: bash scripts/demo.sh [DATA_DIR] [RUN_DIR]   (defaults: data/small runs/small)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,4 +17,21 @@ $LARR generate --profile small --seed 7 --out "$DATA" -q
 $LARR validate "$DATA" --report "$DATA/validation.json"
 $LARR spark all --profile small --raw "$DATA" --out "$DATA/jobs"
 $LARR train all --profile small --raw "$DATA" --jobs "$DATA/jobs" --out "$RUN/llm" --init cpt base
-echo "[demo] done: world in $DATA, job outputs in $DATA/jobs, LLM report in $RUN/llm/report.md"
+$LARR embed --profile small --raw "$DATA" --out "$DATA/jobs" --encoder "$RUN/llm/encoder" --features "$DATA/features"
+$LARR features publish --repo "$RUN/feature_repo" --raw "$DATA" --jobs "$DATA/jobs" --features "$DATA/features"
+$LARR recall "a user visiting Guangdong on vacation, rainy evening" --k 10 \
+  --repo "$RUN/feature_repo" --raw "$DATA" --encoder "$RUN/llm/encoder"
+$LARR recall-report --repo "$RUN/feature_repo" --raw "$DATA" --llm "$RUN/llm" --out "$RUN/recall"
+
+bash scripts/kafka.sh start
+TOPIC=scene-events-demo-$(date +%s)
+$LARR stream simulate --raw "$DATA" --topic "$TOPIC" --rate 500 --duration 15 --malformed-frac 0.01 \
+  --out-of-order-frac 0.02 --seed 7 > "$RUN/stream_simulate.json" &
+SIM=$!
+$LARR stream consume --repo "$RUN/feature_repo" --topic "$TOPIC" --group larr-demo --max-seconds 20 \
+  --max-idle-seconds 4 --known-keys "$DATA/features/scene_value_embeddings.parquet" \
+  --backlog "$DATA/jobs/backlog/scene_backlog.jsonl" | tee "$RUN/stream_consume.json"
+wait $SIM
+echo "[demo] streaming: sent $(cat "$RUN/stream_simulate.json")"
+echo "[demo] done: world in $DATA, job outputs in $DATA/jobs, LLM report $RUN/llm/report.md," \
+     "recall report $RUN/recall/recall_report.md, streaming figures $RUN/stream_consume.json"

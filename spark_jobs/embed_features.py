@@ -8,6 +8,8 @@ embeds zero texts and says so.  The model is loaded once per Python worker (``ma
 are checked (dimension, finite values) before anything is written, so a bad batch never reaches the cache
 or the feature tables.
 
+Values the streaming consumer met without a vector (``OUT/backlog/*.jsonl``) are embedded too.
+
 Outputs (Feast offline store, ``--features DIR``, default ``OUT/features``):
 ``scene_value_embeddings.parquet``, ``poi_embeddings.parquet``, ``user_embeddings.parquet``.
 """
@@ -86,6 +88,11 @@ def _texts(spark: SparkSession, cfg: LarrConfig, raw: Path, vocab_dir: Path, end
     if not parts:
         raise FileNotFoundError(f"{vocab_dir} has no ds= partition: run `larr spark scene_vocab` first")
     vocab = spark.read.parquet(str(parts[-1])).select(F.col("key").alias("scene_key"), "field", "text")
+    backlog = sorted((vocab_dir.parent / "backlog").glob("*.jsonl"))
+    if backlog:  # values the streaming consumer met without a vector (streaming/state.py)
+        seen = spark.read.json([str(b) for b in backlog]).select(F.col("key").cast("long").alias("scene_key"),
+                                                                  "field", "text")
+        vocab = vocab.unionByName(seen).dropDuplicates(["scene_key"])
     after_end = as_date(end) + timedelta(days=1)
     pt = poi_texts(data, after_end)
     main_dish = data.pois.select("poi_id", "region_id", F.col("dishes")[0]["name"].alias("main_dish"))
