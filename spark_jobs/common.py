@@ -98,6 +98,12 @@ class JobRun:
     extra: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
+    def gate(self, enabled: bool, tables: tuple[str, ...]) -> None:
+        """Validate the raw input against the contract (timed) and record the input row counts of ``tables``."""
+        t0 = time.perf_counter()
+        self.rows_in = {k: v for k, v in gate(self.raw, enabled).items() if k in tables}
+        self.lap("validate", t0)
+
     def lap(self, name: str, t0: float) -> None:
         self.timings[name] = round(time.perf_counter() - t0, 3)
 

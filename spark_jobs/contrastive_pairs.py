@@ -37,7 +37,7 @@ from larr.descriptions import (
     USER_FULL_FIELDS,
     USER_PROFILE_FIELDS,
 )
-from spark_jobs.common import JobRun, as_date, gate, job_main, read_window, write_partitioned
+from spark_jobs.common import JobRun, as_date, job_main, read_window, write_partitioned
 from spark_jobs.features import heldout_flag, load_raw, poi_texts, user_texts
 
 NAME = "contrastive_pairs"
@@ -54,9 +54,7 @@ def run(spark: SparkSession, cfg: LarrConfig, raw: Path, out: Path, ds: str | No
     ds = ds or window["valid"]
     before = as_date(ds)
     job = JobRun(NAME, raw, out, cfg, ds)
-    t0 = time.perf_counter()
-    job.rows_in = {k: v for k, v in gate(raw, validate).items() if k in ("users", "pois", "orders")}
-    job.lap("validate", t0)
+    job.gate(validate, ("users", "pois", "orders"))
     data = load_raw(spark, raw)
     t0 = time.perf_counter()
     frac = cfg.features.heldout_frac

@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 
 from larr.config import LarrConfig
 from larr.descriptions import CPT_PROMPT_FIELDS, CPT_TARGET_FIELDS
-from spark_jobs.common import JobRun, as_date, gate, job_main, read_window, write_partitioned
+from spark_jobs.common import JobRun, as_date, job_main, read_window, write_partitioned
 from spark_jobs.features import heldout_flag, load_raw, poi_texts
 
 NAME = "cpt_corpus"
@@ -35,9 +35,7 @@ def run(spark: SparkSession, cfg: LarrConfig, raw: Path, out: Path, ds: str | No
     window = read_window(raw)
     ds = ds or window["valid"]
     job = JobRun(NAME, raw, out, cfg, ds)
-    t0 = time.perf_counter()
-    job.rows_in = {k: v for k, v in gate(raw, validate).items() if k in ("pois", "orders")}
-    job.lap("validate", t0)
+    job.gate(validate, ("pois", "orders"))
     data = load_raw(spark, raw)
     t0 = time.perf_counter()
     texts = poi_texts(data, as_date(ds))

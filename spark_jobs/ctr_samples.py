@@ -23,7 +23,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from larr.config import LarrConfig
-from spark_jobs.common import JobRun, as_date, gate, job_main, read_window, write_partitioned
+from spark_jobs.common import JobRun, as_date, job_main, read_window, write_partitioned
 from spark_jobs.features import attach_keys, field_tables, load_raw, with_scene_columns
 
 NAME = "ctr_samples"
@@ -46,9 +46,7 @@ def run(spark: SparkSession, cfg: LarrConfig, raw: Path, out: Path, ds: str | No
     """Build CTR samples with leakage-free statistics and scene keys, split by day."""
     window = read_window(raw)
     job = JobRun(NAME, raw, out, cfg, ds or "all")
-    t0 = time.perf_counter()
-    job.rows_in = {k: v for k, v in gate(raw, validate).items() if k in ("impressions",)}
-    job.lap("validate", t0)
+    job.gate(validate, ("impressions",))
     data = load_raw(spark, raw)
     t0 = time.perf_counter()
     imp = data.impressions

@@ -34,7 +34,7 @@ from larr.config import LarrConfig
 from larr.descriptions import POI_FULL_FIELDS, USER_FULL_FIELDS
 from larr.llm.encoder import encoder_version
 from larr.text import text_hash
-from spark_jobs.common import JobRun, as_date, gate, read_window
+from spark_jobs.common import JobRun, as_date, read_window
 from spark_jobs.features import load_raw, poi_texts, user_texts
 
 NAME = "embed_features"
@@ -124,9 +124,7 @@ def run(spark: SparkSession, cfg: LarrConfig, raw: Path, out: Path, ds: str | No
     if dim != cfg.features.embedding_dim:
         raise EmbeddingError(f"dimension mismatch: encoder {version} gives {dim}-d vectors but the feature views "
                              f"expect features.embedding_dim = {cfg.features.embedding_dim}")
-    t0 = time.perf_counter()
-    job.rows_in = {k: v for k, v in gate(raw, validate).items() if k in ("users", "pois", "orders")}
-    job.lap("validate", t0)
+    job.gate(validate, ("users", "pois", "orders"))
 
     t0 = time.perf_counter()
     tables = {k: v.withColumn("text_hash", _hash_col("text")).cache() for k, v in

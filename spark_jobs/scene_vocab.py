@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 
 from larr.config import LarrConfig
 from larr.text import FIELDS
-from spark_jobs.common import JobRun, as_date, gate, job_main, read_window, write_partitioned
+from spark_jobs.common import JobRun, as_date, job_main, read_window, write_partitioned
 from spark_jobs.features import attach_keys, field_tables, load_raw, with_scene_columns
 
 NAME = "scene_vocab"
@@ -37,9 +37,7 @@ def run(spark: SparkSession, cfg: LarrConfig, raw: Path, out: Path, ds: str | No
     window = read_window(raw)
     ds = ds or window["end"]
     job = JobRun(NAME, raw, out, cfg, ds)
-    t0 = time.perf_counter()
-    job.rows_in = {k: v for k, v in gate(raw, validate).items() if k in ("impressions", "users", "pois", "orders")}
-    job.lap("validate", t0)
+    job.gate(validate, ("impressions", "users", "pois", "orders"))
     data = load_raw(spark, raw)
     t0 = time.perf_counter()
     fields = cfg.features.vocab_fields

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import re
@@ -46,3 +47,16 @@ def write_json(path: Path, data: dict[str, Any], cfg: LarrConfig | None = None) 
     path.write_text(json.dumps(data, indent=2, default=str) + "\n")
     if cfg is not None:
         save_config(cfg, path.parent)
+
+
+def launcher_parser(doc: str | None) -> argparse.ArgumentParser:
+    """Arguments shared by the stage entry points when launched with ``deepspeed``/``torchrun``."""
+    p = argparse.ArgumentParser(description=(doc or "").split("\n")[0])
+    p.add_argument("--profile", default="small")
+    p.add_argument("--config")
+    p.add_argument("--jobs", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--deepspeed", help="DeepSpeed JSON config (training/configs/zero2.json or zero3.json)")
+    p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument("--local_rank", type=int, default=-1, help=argparse.SUPPRESS)
+    return p

@@ -11,7 +11,6 @@ GPU:  deepspeed --num_gpus 8 training/contrastive.py --jobs ... --out ... --deep
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import sys
@@ -27,7 +26,7 @@ from larr.config import LarrConfig, load_config
 from larr.llm.backbone import load_backbone
 from larr.llm.contrastive import grad_cache_step, info_nce, kind_batches
 from larr.llm.encoder import TextEncoder
-from training.common import read_latest, seed_everything, set_threads, write_json
+from training.common import launcher_parser, read_latest, seed_everything, set_threads, write_json
 from training.cpt import base_path
 from training.ds_config import resolve as resolve_ds
 
@@ -135,15 +134,8 @@ def run(cfg: LarrConfig, jobs: Path, out: Path, init: str = "cpt", name: str | N
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--profile", default="small")
-    p.add_argument("--config")
-    p.add_argument("--jobs", required=True)
-    p.add_argument("--out", required=True)
+    p = launcher_parser(__doc__)
     p.add_argument("--init", choices=["cpt", "base"], default="cpt")
-    p.add_argument("--deepspeed")
-    p.add_argument("--gradient-checkpointing", action="store_true")
-    p.add_argument("--local_rank", type=int, default=-1, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     run(load_config(a.profile, a.config), Path(a.jobs), Path(a.out), a.init, deepspeed=a.deepspeed,

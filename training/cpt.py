@@ -9,7 +9,6 @@ GPU:  deepspeed --num_gpus 8 training/cpt.py --profile large --jobs ... --out ..
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import time
@@ -19,7 +18,7 @@ from typing import Any
 from larr.config import LarrConfig, load_config
 from larr.llm.backbone import add_field_tokens, load_backbone, save_backbone
 from larr.llm.lm_data import pack, target_loss, tokenize_documents
-from training.common import read_latest, seed_everything, set_threads, write_json
+from training.common import launcher_parser, read_latest, seed_everything, set_threads, write_json
 from training.lm_trainer import train_causal_lm
 
 log = logging.getLogger("larr.train")
@@ -62,14 +61,7 @@ def run(cfg: LarrConfig, jobs: Path, out: Path, deepspeed: str | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--profile", default="small")
-    p.add_argument("--config")
-    p.add_argument("--jobs", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--deepspeed", help="DeepSpeed JSON config (training/configs/zero2.json or zero3.json)")
-    p.add_argument("--gradient-checkpointing", action="store_true")
-    p.add_argument("--local_rank", type=int, default=-1, help=argparse.SUPPRESS)
+    p = launcher_parser(__doc__)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     run(load_config(a.profile, a.config), Path(a.jobs), Path(a.out), a.deepspeed, a.gradient_checkpointing)
