@@ -1,0 +1,159 @@
+"""CTR input pipeline: vocabularies with padding and out-of-vocabulary slots, normalised numeric features,
+the N scene-value vectors of each sample, streamed from parquet so data larger than memory trains.
+
+* Vocabularies are fitted on the training split only; index 0 is padding, 1 is OOV, so an id first seen on
+  the test day (a new POI, a new user) maps to OOV instead of crashing.
+* Counts are ``log1p``-ed, then every numeric column is standardised with training-split mean and std.
+* ``scene_keys`` (from ``ctr_samples``) index rows of the scene-value embedding table; a key without a
+  vector maps to row 0, the zero vector.
+* :class:`CtrStream` is an ``IterableDataset`` over the parquet files of the requested splits, reading
+  record batches (never a whole file set) and yielding ready-made tensor batches (paper: 2,400).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import torch
+
+PAD, OOV = 0, 1
+CATEGORICAL = ("user_id", "poi_id", "region_id", "district_id", "time_slot", "day_type", "weather", "temp_band",
+               "out_of_area", "hour", "price_level")
+COUNTS = ("u_imps", "u_clicks", "u_orders", "p_imps", "p_clicks", "p_orders", "up_imps", "up_clicks", "up_orders")
+RATES = ("u_ctr", "p_ctr", "p_cvr", "up_ctr")
+OTHER_NUMERIC = ("poi_age_days", "distance_km", "temperature_c")
+NUMERIC = COUNTS + RATES + OTHER_NUMERIC
+LABELS = ("click", "order")
+
+
+def split_files(samples: Path, splits: tuple[str, ...], window: dict) -> list[Path]:
+    """Parquet files of ``ctr_samples`` whose date partition belongs to ``splits`` (train/valid/test)."""
+    days = {"train": set(window["train"]), "valid": {window["valid"]}, "test": {window["test"]}}
+    wanted = set().union(*(days[s] for s in splits))
+    files = [f for part in sorted(samples.glob("date=*")) if part.name.split("=", 1)[1] in wanted
+             for f in sorted(part.glob("*.parquet"))]
+    if not files:
+        raise FileNotFoundError(f"{samples} has no parquet files for splits {splits}: run `larr spark ctr_samples`")
+    return files
+
+
+@dataclass
+class Preprocessor:
+    """Fitted vocabularies and numeric statistics; JSON-serialisable so serving applies the same transform."""
+
+    vocab: dict[str, dict[str, int]] = field(default_factory=dict)
+    mean: dict[str, float] = field(default_factory=dict)
+    std: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, files: list[Path]) -> Preprocessor:
+        """One streaming pass over the training files."""
+        seen: dict[str, set[str]] = {c: set() for c in CATEGORICAL}
+        s1 = dict.fromkeys(NUMERIC, 0.0)
+        s2 = dict.fromkeys(NUMERIC, 0.0)
+        n = 0
+        for f in files:
+            for batch in pq.ParquetFile(f).iter_batches(columns=list(CATEGORICAL + NUMERIC), batch_size=65_536):
+                df = batch.to_pandas()
+                for c in CATEGORICAL:
+                    seen[c].update(df[c].astype(str).unique())
+                x = _numeric(df)
+                for i, c in enumerate(NUMERIC):
+                    s1[c] += float(x[:, i].sum())
+                    s2[c] += float((x[:, i] ** 2).sum())
+                n += len(df)
+        if n == 0:
+            raise ValueError("no training rows to fit the CTR preprocessor on")
+        p = cls()
+        p.vocab = {c: {v: i + 2 for i, v in enumerate(sorted(seen[c]))} for c in CATEGORICAL}
+        for c in NUMERIC:
+            m = s1[c] / n
+            p.mean[c] = m
+            p.std[c] = max(float(np.sqrt(max(s2[c] / n - m * m, 0.0))), 1e-6)
+        return p
+
+    def sizes(self) -> dict[str, int]:
+        """Embedding table size per categorical column (vocabulary + padding + OOV)."""
+        return {c: len(v) + 2 for c, v in self.vocab.items()}
+
+    def categorical(self, df: pd.DataFrame) -> np.ndarray:
+        return np.stack([df[c].astype(str).map(self.vocab[c]).fillna(OOV).to_numpy(np.int64) for c in CATEGORICAL],
+                        axis=1)
+
+    def numeric(self, df: pd.DataFrame) -> np.ndarray:
+        x = _numeric(df)
+        mean = np.array([self.mean[c] for c in NUMERIC])
+        std = np.array([self.std[c] for c in NUMERIC])
+        return ((x - mean) / std).astype(np.float32)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps({"vocab": self.vocab, "mean": self.mean, "std": self.std}))
+
+    @classmethod
+    def load(cls, path: Path) -> Preprocessor:
+        d = json.loads(path.read_text())
+        return cls(d["vocab"], d["mean"], d["std"])
+
+
+def _numeric(df: pd.DataFrame) -> np.ndarray:
+    cols = [np.log1p(df[c].to_numpy(float).clip(min=0)) if c in COUNTS else df[c].to_numpy(float) for c in NUMERIC]
+    return np.nan_to_num(np.stack(cols, axis=1), nan=0.0)
+
+
+class SceneTable:
+    """Scene-value key -> row of a float32 matrix; row 0 is the zero vector for keys without a vector."""
+
+    def __init__(self, embeddings: Path):
+        df = pd.read_parquet(embeddings, columns=["scene_key", "embedding"])
+        vectors = np.stack(df["embedding"].to_numpy()).astype(np.float32)
+        self.matrix = np.vstack([np.zeros((1, vectors.shape[1]), np.float32), vectors])
+        self.index = pd.Series(np.arange(1, len(df) + 1), index=df["scene_key"].to_numpy())
+
+    @property
+    def dim(self) -> int:
+        return self.matrix.shape[1]
+
+    def rows(self, keys: np.ndarray) -> np.ndarray:
+        """[n, N] keys -> [n, N] row indices (0 where a key has no vector)."""
+        flat = keys.reshape(-1)
+        idx = self.index.reindex(flat).fillna(0).to_numpy(np.int64)
+        return idx.reshape(keys.shape)
+
+
+class CtrStream(torch.utils.data.IterableDataset):
+    """Batches of {"cat", "num", "scene_rows", "click", "order", "user_id"} streamed from parquet files."""
+
+    def __init__(self, files: list[Path], prep: Preprocessor, scene: SceneTable | None, batch_size: int = 2400,
+                 shuffle: bool = False, seed: int = 0):
+        super().__init__()
+        self.files, self.prep, self.scene = list(files), prep, scene
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.epoch = 0
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        rng = np.random.default_rng(self.seed + self.epoch)
+        self.epoch += 1
+        files = list(self.files)
+        if self.shuffle:
+            rng.shuffle(files)
+        cols = list(CATEGORICAL + NUMERIC + LABELS) + (["scene_keys"] if self.scene is not None else [])
+        for f in files:
+            for batch in pq.ParquetFile(f).iter_batches(columns=cols, batch_size=self.batch_size):
+                df = batch.to_pandas()
+                if self.shuffle:
+                    df = df.iloc[rng.permutation(len(df))]
+                out = {"cat": torch.from_numpy(self.prep.categorical(df)),
+                       "num": torch.from_numpy(self.prep.numeric(df)),
+                       "click": torch.from_numpy(df["click"].to_numpy(np.float32)),
+                       "order": torch.from_numpy(df["order"].to_numpy(np.float32)),
+                       "user_id": torch.from_numpy(df["user_id"].to_numpy(np.int64))}
+                if self.scene is not None:
+                    keys = np.stack(df["scene_keys"].to_numpy()).astype(np.int64)
+                    out["scene_rows"] = torch.from_numpy(self.scene.rows(keys))
+                yield out
