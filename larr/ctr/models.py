@@ -1,0 +1,174 @@
+"""CTR models (paper 3.3 and the baselines): PLE, the LARR scene encoder with alignment, Wide&Deep, DeepFM.
+
+CTCVR is predicted as pCTR x pCVR (ESMM style): the CTR head is trained on clicks and the product on
+orders over all impressions, so P(order) <= P(click) holds by construction.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from larr.llm.contrastive import info_nce
+
+
+def mlp(sizes: list[int], dropout: float = 0.0) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes[:-2], sizes[1:-1], strict=True):
+        layers += [nn.Linear(a, b), nn.ReLU(), nn.Dropout(dropout)]
+    layers.append(nn.Linear(sizes[-2], sizes[-1]))
+    return nn.Sequential(*layers)
+
+
+class FeatureEmbedding(nn.Module):
+    """One embedding table per categorical column (index 0 = padding, 1 = OOV) plus the numeric vector."""
+
+    def __init__(self, sizes: list[int], dim: int, n_numeric: int):
+        super().__init__()
+        self.tables = nn.ModuleList(nn.Embedding(n, dim, padding_idx=0) for n in sizes)
+        self.dim = dim
+        self.out_dim = dim * len(sizes) + n_numeric
+
+    def fields(self, cat: torch.Tensor) -> torch.Tensor:
+        """[B, F, dim] field embeddings."""
+        return torch.stack([t(cat[:, i]) for i, t in enumerate(self.tables)], dim=1)
+
+    def forward(self, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.fields(cat).flatten(1), num], dim=1)
+
+
+class CGC(nn.Module):
+    """One customized-gate-control layer of PLE: shared and task-specific experts, a gate per task."""
+
+    def __init__(self, in_dim: int, expert_dim: int, n_tasks: int, n_shared: int, n_specific: int, last: bool):
+        super().__init__()
+        self.n_tasks, self.n_specific, self.last = n_tasks, n_specific, last
+        self.shared = nn.ModuleList(mlp([in_dim, expert_dim, expert_dim]) for _ in range(n_shared))
+        self.specific = nn.ModuleList(nn.ModuleList(mlp([in_dim, expert_dim, expert_dim]) for _ in range(n_specific))
+                                      for _ in range(n_tasks))
+        self.gates = nn.ModuleList(nn.Linear(in_dim, n_shared + n_specific) for _ in range(n_tasks))
+        self.shared_gate = None if last else nn.Linear(in_dim, n_shared + n_tasks * n_specific)
+
+    def forward(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """``inputs``: one tensor per task plus the shared one (last)."""
+        shared = [e(inputs[-1]) for e in self.shared]
+        outs = []
+        specific_all = []
+        for t in range(self.n_tasks):
+            spec = [e(inputs[t]) for e in self.specific[t]]
+            specific_all += spec
+            experts = torch.stack(spec + shared, dim=1)
+            w = torch.softmax(self.gates[t](inputs[t]), dim=-1).unsqueeze(-1)
+            outs.append((w * experts).sum(1))
+        if not self.last:
+            experts = torch.stack(specific_all + shared, dim=1)
+            w = torch.softmax(self.shared_gate(inputs[-1]), dim=-1).unsqueeze(-1)
+            outs.append((w * experts).sum(1))
+        return outs
+
+
+class PLE(nn.Module):
+    """Progressive layered extraction (Tang et al. 2020) with CTR and CVR towers."""
+
+    def __init__(self, in_dim: int, expert_dim: int = 64, levels: int = 2, n_shared: int = 2, n_specific: int = 1):
+        super().__init__()
+        self.levels = nn.ModuleList(CGC(in_dim if i == 0 else expert_dim, expert_dim, 2, n_shared, n_specific,
+                                        last=i == levels - 1) for i in range(levels))
+        self.towers = nn.ModuleList(mlp([expert_dim, 32, 1]) for _ in range(2))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = [x, x, x]
+        for level in self.levels:
+            h = level(h)
+        return self.towers[0](h[0]).squeeze(-1), self.towers[1](h[1]).squeeze(-1)
+
+
+class SceneEncoder(nn.Module):
+    """Paper eq. 23: stack the N scene vectors, prepend a trainable aggregation token, one bidirectional
+    transformer layer, pool (the aggregation token's output), MLP projection head -> e_s."""
+
+    def __init__(self, vec_dim: int, out_dim: int, heads: int = 4, pooling: str = "agg"):
+        super().__init__()
+        self.agg = nn.Parameter(torch.randn(1, 1, vec_dim) * 0.02)
+        layer = nn.TransformerEncoderLayer(vec_dim, heads, dim_feedforward=2 * vec_dim, dropout=0.0,
+                                           batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, num_layers=1, enable_nested_tensor=False)
+        self.head = mlp([vec_dim, vec_dim, out_dim])
+        self.pooling = pooling
+
+    def forward(self, vectors: torch.Tensor, missing: torch.Tensor) -> torch.Tensor:
+        """``vectors`` [B, N, d]; ``missing`` [B, N] True where a key has no vector (masked out)."""
+        b = vectors.shape[0]
+        x = torch.cat([self.agg.expand(b, -1, -1), vectors], dim=1)
+        mask = torch.cat([torch.zeros(b, 1, dtype=torch.bool, device=missing.device), missing], dim=1)
+        h = self.encoder(x, src_key_padding_mask=mask)
+        pooled = h[:, 0] if self.pooling == "agg" else h[:, 1:].masked_fill(missing.unsqueeze(-1), 0).sum(1) / (
+            (~missing).sum(1, keepdim=True).clamp(min=1))
+        return self.head(pooled)
+
+
+class CtrModel(nn.Module):
+    """``kind``: ple (no LLM), larr (scene encoder + alignment), noal (scene vector, no alignment loss),
+    wdl (Wide&Deep), deepfm."""
+
+    def __init__(self, kind: str, sizes: list[int], n_numeric: int, emb_dim: int = 16,
+                 scene_matrix: torch.Tensor | None = None, user_col: int = 0, poi_col: int = 1,
+                 align_weight: float = 0.05, temperature: float = 0.1):
+        super().__init__()
+        if kind not in ("ple", "larr", "noal", "wdl", "deepfm"):
+            raise ValueError(f"unknown CTR model kind {kind!r}")
+        if kind in ("larr", "noal") and scene_matrix is None:
+            raise ValueError(f"{kind} needs the scene-value embedding matrix")
+        self.kind, self.user_col, self.poi_col = kind, user_col, poi_col
+        self.align_weight, self.temperature = align_weight, temperature
+        self.emb = FeatureEmbedding(sizes, emb_dim, n_numeric)
+        in_dim = self.emb.out_dim
+        if scene_matrix is not None and kind in ("larr", "noal"):
+            self.scene = nn.Embedding.from_pretrained(scene_matrix, freeze=True, padding_idx=0)
+            self.scene_encoder = SceneEncoder(scene_matrix.shape[1], 2 * emb_dim)
+            in_dim += 2 * emb_dim
+        if kind in ("ple", "larr", "noal"):
+            self.body = PLE(in_dim)
+        else:
+            self.deep = nn.ModuleList(mlp([in_dim, 128, 64, 1]) for _ in range(2))
+            self.wide = nn.ModuleList(nn.Linear(in_dim, 1) for _ in range(2))
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        cat, num = batch["cat"], batch["num"]
+        x = self.emb(cat, num)
+        out: dict[str, torch.Tensor] = {}
+        if hasattr(self, "scene_encoder"):
+            rows = batch["scene_rows"]
+            e_s = self.scene_encoder(self.scene(rows), rows == 0)
+            x = torch.cat([x, e_s], dim=1)
+            if self.kind == "larr":
+                t = torch.cat([self.emb.tables[self.user_col](cat[:, self.user_col]),
+                               self.emb.tables[self.poi_col](cat[:, self.poi_col])], dim=1)
+                out["align"] = info_nce(nn.functional.normalize(e_s, dim=-1), nn.functional.normalize(t, dim=-1),
+                                        self.temperature)
+        if self.kind in ("ple", "larr", "noal"):
+            ctr_logit, cvr_logit = self.body(x)
+        else:
+            ctr_logit = self.deep[0](x).squeeze(-1)
+            cvr_logit = self.deep[1](x).squeeze(-1)
+            if self.kind == "wdl":
+                ctr_logit = ctr_logit + self.wide[0](x).squeeze(-1)
+                cvr_logit = cvr_logit + self.wide[1](x).squeeze(-1)
+            else:  # DeepFM: second-order factorisation-machine term over field embeddings
+                f = self.emb.fields(cat)
+                fm = 0.5 * ((f.sum(1) ** 2) - (f ** 2).sum(1)).sum(1)
+                ctr_logit = ctr_logit + self.wide[0](x).squeeze(-1) + fm
+                cvr_logit = cvr_logit + self.wide[1](x).squeeze(-1)
+        out["p_ctr"] = torch.sigmoid(ctr_logit)
+        out["p_ctcvr"] = out["p_ctr"] * torch.sigmoid(cvr_logit)
+        return out
+
+    def loss(self, batch: dict[str, torch.Tensor], out: dict[str, torch.Tensor]) -> torch.Tensor:
+        """BCE(CTR) + BCE(CTCVR) (+ align_weight x alignment for LARR)."""
+        eps = 1e-7
+        bce = nn.functional.binary_cross_entropy
+        loss = bce(out["p_ctr"].clamp(eps, 1 - eps), batch["click"]) + \
+            bce(out["p_ctcvr"].clamp(eps, 1 - eps), batch["order"])
+        if "align" in out:
+            loss = loss + self.align_weight * out["align"]
+        return loss
