@@ -29,12 +29,18 @@ def set_threads(cfg: LarrConfig) -> None:
         torch.set_num_threads(cfg.llm.threads)
 
 
+SORT_KEYS = {"cpt_corpus": ["poi_id"], "contrastive_pairs": ["kind", "anchor_id", "positive_id"]}
+
+
 def read_latest(folder: Path, partition: str = "ds") -> pd.DataFrame:
-    """The newest ``ds=`` partition of a Spark job output."""
+    """The newest ``ds=`` partition of a Spark job output, in a stable row order (Spark's file and row order
+    varies between runs; training must not, or results are not reproducible)."""
     parts = sorted(folder.glob(f"{partition}=*"))
     if not parts:
         raise FileNotFoundError(f"{folder} has no {partition}= partitions; run `larr spark` first")
-    return pd.read_parquet(parts[-1])
+    df = pd.read_parquet(parts[-1])
+    keys = SORT_KEYS.get(folder.name, [])
+    return df.sort_values(keys, kind="stable").reset_index(drop=True) if keys else df
 
 
 def strip_tags(text: str) -> str:
