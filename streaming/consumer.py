@@ -71,6 +71,12 @@ class Metrics:
                                    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300), registry=r)
         self.freshness_values: list[float] = []
 
+    def value(self, name: str) -> int:
+        """Current value of a counter or gauge, read through the registry's public API."""
+        v = self.registry.get_sample_value(f"larr_stream_{name}_total") if name != "lag" else \
+            self.registry.get_sample_value("larr_stream_lag")
+        return int(v or 0)
+
 
 def _known_keys(path: Path | None) -> set[int] | None:
     if path is None or not Path(path).exists():
@@ -193,8 +199,9 @@ class SceneStateConsumer:
             self.consumer.commit()  # only after the write and the dead letters are durable
             if now - last_log > 5:
                 self.metrics.lag.set(self._lag())
-                log.info("consumed %d, written %d, dead-lettered %d, lag %d", self.metrics.consumed._value.get(),
-                         self.metrics.written._value.get(), self.metrics.dead._value.get(), self.metrics.lag._value.get())
+                m = self.metrics
+                log.info("consumed %d, written %d, dead-lettered %d, lag %d", m.value("consumed"),
+                         m.value("rows_written"), m.value("dead_lettered"), m.value("lag"))
                 last_log = now
             if cfg.max_seconds is not None and now - started > cfg.max_seconds:
                 break
@@ -210,9 +217,10 @@ class SceneStateConsumer:
         import numpy as np
 
         f = np.array(self.metrics.freshness_values) if self.metrics.freshness_values else np.array([np.nan])
-        return {"consumed": int(self.metrics.consumed._value.get()), "written": int(self.metrics.written._value.get()),
-                "dead_lettered": int(self.metrics.dead._value.get()), "stale": int(self.metrics.stale._value.get()),
-                "lag": int(self.metrics.lag._value.get()), "seconds": round(seconds, 2),
+        m = self.metrics
+        return {"consumed": m.value("consumed"), "written": m.value("rows_written"),
+                "dead_lettered": m.value("dead_lettered"), "stale": m.value("stale_events"),
+                "lag": m.value("lag"), "seconds": round(seconds, 2),
                 "freshness_p50_s": float(np.nanpercentile(f, 50)), "freshness_p99_s": float(np.nanpercentile(f, 99)),
                 "backlog": len(self.mapper.backlog)}
 
