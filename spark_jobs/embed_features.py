@@ -16,6 +16,7 @@ Outputs (Feast offline store, ``--features DIR``, default ``OUT/features``):
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import sys
@@ -118,8 +119,6 @@ def run(spark: SparkSession, cfg: LarrConfig, raw: Path, out: Path, ds: str | No
     if expect_version and expect_version != version:
         raise EmbeddingError(f"unknown encoder version {expect_version!r}: the artefact at {encoder} is version "
                              f"{version!r}; pass --encoder-version {version} or point --encoder at the right one")
-    import json
-
     dim = json.loads((encoder / "encoder.json").read_text())["dim"]
     if dim != cfg.features.embedding_dim:
         raise EmbeddingError(f"dimension mismatch: encoder {version} gives {dim}-d vectors but the feature views "

@@ -186,9 +186,9 @@ def field_tables(raw: Raw, cfg: LarrConfig, fields: list[str], texts_before: dat
     """
     imp = with_scene_columns(raw.impressions)
     tables: dict[str, DataFrame] = {}
-    need = set(fields)
-    pt = poi_texts(raw, texts_before) if need & {f for f in fields if f.startswith("POI_")} else None
-    ut = user_texts(raw, texts_before, cfg.features.recent_orders) if need & {"USER_profile", "USER_home"} else None
+    pt = poi_texts(raw, texts_before) if any(f.startswith("POI_") for f in fields) else None
+    ut = user_texts(raw, texts_before, cfg.features.recent_orders) \
+        if {"USER_profile", "USER_home"} & set(fields) else None
     for f in fields:
         cols = list(FIELD_JOIN[f])
         if f == "SCENE_region":

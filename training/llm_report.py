@@ -100,9 +100,9 @@ def run(cfg: LarrConfig, raw: Path, jobs: Path, out: Path) -> dict[str, Any]:
     # (the user text is built from training days, so the POI's name cannot simply be matched in it).
     orders = pd.concat(pd.read_parquet(f).assign(date=f.parent.name.split("=", 1)[1])
                        for f in sorted((raw / "orders").glob("date=*/*.parquet")))
-    first_day = sorted(orders["date"].unique())
+    order_days = sorted(orders["date"].unique())
     valid_day = json.loads((raw / "manifest.json").read_text())["split"]["valid"] if (raw / "manifest.json").exists() \
-        else first_day[-2]
+        else order_days[-2]
     seen = orders[orders["date"] < valid_day].groupby("user_id")["poi_id"].agg(set)
     future = orders[orders["date"] >= valid_day].groupby("user_id")["poi_id"].agg(set)
     fut_rel = []

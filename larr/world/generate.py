@@ -32,7 +32,7 @@ from tqdm import tqdm
 from larr import __version__
 from larr.config import LarrConfig, config_to_dict, save_config
 from larr.metrics import auc
-from larr.scene import DAY_TYPES, TIME_SLOTS, day_type, time_slot_index
+from larr.scene import TIME_SLOTS, day_type, time_slot_index
 from larr.world import catalog as cat
 from larr.world.behaviour import PoiLatents, UserLatents, click_order_probabilities
 from larr.world.entities import build_pois, build_regions, build_users
@@ -214,7 +214,6 @@ def _chunk(world: _World, di: int, lo: int, hi: int, ci: int, first_request: int
         "click": click.astype(np.int8),
         "order": order.astype(np.int8),
     })
-    assert dtype in DAY_TYPES
 
     o = np.flatnonzero(order)
     dishes = world.pois["dishes"].to_numpy()
