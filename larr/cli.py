@@ -224,6 +224,19 @@ def cmd_stream(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from training.experiment import run_paper
+
+    cfg = _config(args)
+    out = Path(args.out)
+    report = run_paper(cfg, Path(args.data), Path(args.llm), out, seeds=args.seeds, models=args.models,
+                       sweeps=not args.no_sweeps, progress=not args.quiet)
+    print((out / "report.md").read_text())
+    failed = [k for k, t in report["targets"].items() if not t["pass"]]
+    print(f"report: {out / 'report.md'}, {out / 'report.json'}; targets missed: {failed or 'none'}")
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     import yaml
 
@@ -373,6 +386,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="contrastive: start from the CPT model (default) and/or the base model (noCPT ablation)")
     p.add_argument("--deepspeed", help="DeepSpeed JSON config (GPU runs; see training/README.md)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("experiment", help="the paper's CTR comparison: baselines, ablations, sweeps, report",
+                       description="Train Wide&Deep, DeepFM, the P5-style LLM-in-the-loop baseline, PLE, the noCPT / "
+                                   "noFT / noAL ablations and LARR Complete for --seeds seeds, then the alignment "
+                                   "temperature and negative-sampling sweeps; write OUT/report.md, OUT/report.json "
+                                   "and PNG plots. Finished runs are kept in OUT/runs/ and skipped on a re-run, so an "
+                                   "interrupted experiment resumes. Needs the demo's outputs: the world with jobs/ and "
+                                   "features/ (DATA) and the LLM run folder (LLM); missing ablation tables are "
+                                   "embedded first. Knobs: the ctr section of the config (larr config).")
+    p.add_argument("name", choices=["paper"], help="experiment to run")
+    _add_config_args(p)
+    p.add_argument("--data", default="data/small", help="world folder holding jobs/ and features/")
+    p.add_argument("--llm", default="runs/small/llm", help="LLM run folder (encoders, base and CPT models)")
+    p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per model (profile seed, +1, ...)")
+    p.add_argument("--models", nargs="+", help="only these rows (wdl deepfm p5 ple nocpt noft noal larr)")
+    p.add_argument("--no-sweeps", action="store_true", help="skip the temperature and negative-sampling sweeps")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser("config", help="print the resolved config of a profile",
                        description="Resolve profile + --config file + --set overrides and print the result; "

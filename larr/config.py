@@ -190,6 +190,58 @@ class LLMConfig(StrictModel):
     threads: int = Field(0, ge=0, description="torch CPU threads (0: torch's default)")
 
 
+class P5Config(StrictModel):
+    """The P5-style LLM-in-the-loop baseline: the LLM itself, fine-tuned to classify the concatenated text of an
+    impression (the same N field texts LARR embeds, in one sequence) into CTR and CVR. Costly on purpose: it
+    is the serving-efficiency baseline, so on a CPU it trains on a sample of the training impressions."""
+
+    init: str = Field("base", pattern="^(base|cpt)$", description="backbone to fine-tune: base (a general LM, as "
+                                                                     "P5 starts from T5) or cpt")
+    train_samples: int = Field(12_000, ge=100, description="training impressions sampled uniformly")
+    epochs: float = Field(1.0, gt=0)
+    lr: float = Field(5e-4, gt=0)
+    batch_size: int = Field(32, ge=2)
+    max_length: int = Field(256, ge=32, description="tokens per impression text; longer texts are truncated")
+    eval_batch_size: int = Field(128, ge=1)
+
+
+class CtrConfig(StrictModel):
+    """Stage 3: the multi-task CTR model (PLE) with the LARR scene encoder and alignment (paper 3.3, 4.1).
+
+    Paper settings: batch 2,400, lr 8e-4, one epoch over 3.5B samples, alignment temperature 0.1 and weight
+    0.05, a 1-layer transformer over N = 10 scene vectors. Our worlds are tiny next to that, so the default
+    trains a few epochs."""
+
+    emb_dim: int = Field(16, ge=2, description="id/categorical embedding size")
+    expert_dim: int = Field(64, ge=4, description="PLE expert width")
+    ple_levels: int = Field(2, ge=1, description="CGC levels of PLE")
+    shared_experts: int = Field(2, ge=1)
+    specific_experts: int = Field(1, ge=1, description="task-specific experts per task")
+    tower_dim: int = Field(32, ge=4)
+    deep_dims: list[int] = Field(default_factory=lambda: [128, 64], description="Wide&Deep / DeepFM MLP")
+    dropout: float = Field(0.0, ge=0, lt=1)
+    batch_size: int = Field(2400, ge=2, description="paper: 2,400")
+    lr: float = Field(8e-4, gt=0, description="paper: 8e-4")
+    weight_decay: float = Field(0.0, ge=0)
+    epochs: int = Field(3, ge=1)
+    id_dropout: float = Field(0.05, ge=0, lt=1, description="share of training user/POI ids replaced by OOV, so "
+                                                             "the OOV row is trained (cold start); every model")
+    shuffle_buffer: int = Field(200_000, ge=0, description="rows held in the streaming shuffle buffer (0: none)")
+    eval_batch_size: int = Field(8192, ge=1)
+    threads: int = Field(0, ge=0, description="torch CPU threads (0: torch's default)")
+    scene_heads: int = Field(4, ge=1, description="attention heads of the scene encoder")
+    scene_ffn: int = Field(256, ge=8, description="feed-forward width of the scene encoder layer")
+    scene_pooling: str = Field("agg", pattern="^(agg|mean)$", description="agg: the aggregation token's output")
+    align_weight: float = Field(0.05, ge=0, description="paper: 0.05")
+    align_temperature: float = Field(0.1, gt=0, le=10, description="paper: 0.1")
+    align_negatives: int = Field(0, ge=0, description="0: every other sample of the batch is a negative (paper "
+                                                      "default); k: k sampled negatives per positive (Fig. 4b)")
+    sweep_temperatures: list[float] = Field(default_factory=lambda: [0.01, 0.05, 0.1, 0.5, 1.0])
+    sweep_negatives: list[int] = Field(default_factory=lambda: [0, 1, 4, 16, 64])
+    sweep_seeds: int = Field(1, ge=1, description="seeds per sweep point (the main table uses --seeds)")
+    p5: P5Config = Field(default_factory=P5Config)
+
+
 class LarrConfig(StrictModel):
     """The whole resolved configuration of one run."""
 
@@ -199,6 +251,7 @@ class LarrConfig(StrictModel):
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
     llm: LLMConfig = Field(default_factory=LLMConfig)
+    ctr: CtrConfig = Field(default_factory=CtrConfig)
 
 
 def _profile_dict(profile: str) -> dict[str, Any]:

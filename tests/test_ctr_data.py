@@ -9,7 +9,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from larr.ctr.data import CATEGORICAL, NUMERIC, OOV, CtrStream, Preprocessor, SceneTable, split_files
+from larr.ctr.data import (
+    CATEGORICAL,
+    NUMERIC,
+    OOV,
+    PAD,
+    CtrStream,
+    Preprocessor,
+    SceneTable,
+    id_dropout,
+    split_files,
+)
 
 
 def test_pipeline_end_to_end(tiny_world: Path, tiny_jobs: Path, tmp_path: Path) -> None:
@@ -50,3 +60,36 @@ def test_pipeline_end_to_end(tiny_world: Path, tiny_jobs: Path, tmp_path: Path) 
     assert b["cat"].shape[1] == len(CATEGORICAL) and b["num"].shape[1] == len(NUMERIC)
     assert b["scene_rows"].shape == (len(b["click"]), 10) and b["scene_rows"].dtype == torch.int64
     assert len(b["click"]) <= 500 and ((b["order"] <= b["click"]).all())
+
+
+def test_shuffle_buffer_keeps_every_row_once_and_mixes_users(tiny_world: Path, tiny_jobs: Path) -> None:
+    window = json.loads((tiny_world / "manifest.json").read_text())["split"]
+    train = split_files(tiny_jobs / "ctr_samples", ("train",), window)
+    prep = Preprocessor.fit(train)
+    plain = list(CtrStream(train, prep, None, batch_size=256))
+    mixed = list(CtrStream(train, prep, None, batch_size=256, shuffle=True, seed=3, shuffle_buffer=2000))
+    key = lambda bs: sorted(zip(torch.cat([b["user_id"] for b in bs]).tolist(),  # noqa: E731
+                                torch.cat([b["cat"][:, 1] for b in bs]).tolist(),
+                                torch.cat([b["num"][:, 0] for b in bs]).tolist(), strict=True))
+    assert key(plain) == key(mixed)  # same rows, each once
+    assert all(len(b["click"]) == 256 for b in mixed[:-1])  # full batches until the last
+
+    def distinct_users(bs: list) -> float:
+        return float(np.mean([len(set(b["user_id"].tolist())) for b in bs[:-1]]))
+
+    # Spark writes rows clustered by user; the buffer must break that up
+    assert distinct_users(mixed) > 2 * distinct_users(plain)
+    again = list(CtrStream(train, prep, None, batch_size=256, shuffle=True, seed=3, shuffle_buffer=2000))
+    assert torch.equal(again[0]["user_id"], mixed[0]["user_id"])  # seeded
+
+
+def test_id_dropout_only_touches_the_named_columns_and_never_padding() -> None:
+    torch.manual_seed(0)
+    cat = torch.randint(2, 50, (10_000, 4))
+    cat[:100, 1] = PAD
+    out = id_dropout(cat, [0, 1], 0.2)
+    assert torch.equal(out[:, 2:], cat[:, 2:]) and (out[:100, 1] == PAD).all()
+    share = (out[:, 0] == OOV).float().mean().item()
+    assert 0.18 < share < 0.22
+    assert torch.equal(id_dropout(cat, [0, 1], 0.0), cat)
+    assert not (cat == OOV).any()  # the input is not modified in place

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from larr.ctr.models import CtrModel, SceneEncoder
+from larr.config import CtrConfig
+from larr.ctr.models import CtrModel, SceneEncoder, alignment_loss, ctr_ctcvr_loss
+from larr.llm.contrastive import info_nce
 
 SIZES = [50, 40, 6, 8]
 B, N, D = 32, 10, 16
@@ -43,11 +45,13 @@ def test_scene_encoder_shapes_and_masking() -> None:
 @pytest.mark.parametrize("kind", ["ple", "larr", "noal", "wdl", "deepfm"])
 def test_every_kind_runs_and_ctcvr_never_exceeds_ctr(kind: str) -> None:
     torch.manual_seed(0)
-    model = CtrModel(kind, SIZES, 5, emb_dim=8, scene_matrix=_matrix())
+    model = CtrModel(kind, SIZES, 5, CtrConfig(emb_dim=8), scene_matrix=_matrix())
     b = _batch()
     out = model(b)
     assert out["p_ctr"].shape == (B,) and (out["p_ctcvr"] <= out["p_ctr"] + 1e-7).all()
-    assert ("align" in out) == (kind == "larr")
+    assert ("align" in out) == (kind == "larr")  # training mode: alignment only for LARR
+    assert "align" not in model.eval()(b)  # never computed at serving time
+    model.train()
     model.loss(b, out).backward()
     assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad and "wide" not in n
                and ("deep" in n or "body" in n or "emb" in n))
@@ -55,7 +59,7 @@ def test_every_kind_runs_and_ctcvr_never_exceeds_ctr(kind: str) -> None:
 
 def test_larr_learns_a_batch() -> None:
     torch.manual_seed(0)
-    model = CtrModel("larr", SIZES, 5, emb_dim=8, scene_matrix=_matrix())
+    model = CtrModel("larr", SIZES, 5, CtrConfig(emb_dim=8), scene_matrix=_matrix())
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     b = _batch()
     first = model.loss(b, model(b)).item()
@@ -72,3 +76,68 @@ def test_models_that_need_vectors_say_so() -> None:
         CtrModel("larr", SIZES, 5)
     with pytest.raises(ValueError, match="unknown CTR model kind"):
         CtrModel("p6", SIZES, 5)
+
+
+def test_scene_encoder_mean_pooling_ignores_missing_and_heads_must_divide() -> None:
+    torch.manual_seed(0)
+    enc = SceneEncoder(D, 8, heads=2, ffn=32, pooling="mean").eval()
+    v = torch.randn(3, N, D)
+    missing = torch.zeros(3, N, dtype=torch.bool)
+    missing[:, :4] = True
+    v2 = v.clone()
+    v2[:, :4] = 1e3
+    torch.testing.assert_close(enc(v2, missing), enc(v, missing))
+    with pytest.raises(ValueError, match="scene_heads=3 must divide"):
+        SceneEncoder(D, 8, heads=3)
+
+
+def test_alignment_loss_full_batch_is_the_symmetric_info_nce() -> None:
+    g = torch.Generator().manual_seed(1)
+    e, t = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g)
+    n = torch.nn.functional.normalize
+    full = alignment_loss(e, t, 0.1)
+    torch.testing.assert_close(full, info_nce(n(e, dim=-1), n(t, dim=-1), 0.1))
+    torch.testing.assert_close(full, alignment_loss(t, e, 0.1))  # symmetric
+    torch.testing.assert_close(alignment_loss(e, t, 0.1, negatives=5), full)  # k = B - 1: every other sample
+    # scale-invariant (cosine similarity) and lower when the pairs match
+    torch.testing.assert_close(alignment_loss(3 * e, t, 0.1), full)
+    assert alignment_loss(t, t, 0.1) < full
+
+
+def test_alignment_loss_with_one_sampled_negative_hand_checked() -> None:
+    # orthonormal rows: cos(a_i, b_i) = 1, cos(a_i, b_j) = 0, so with one negative each direction is
+    # -log(e^{1/t} / (e^{1/t} + e^0)) = log(1 + e^{-1/t})
+    a = torch.eye(4)
+    for t in (0.1, 0.5, 1.0):
+        want = torch.log1p(torch.exp(torch.tensor(-1.0 / t)))
+        torch.testing.assert_close(alignment_loss(a, a.clone(), t, negatives=1), want)
+    # against a reference built from the sampled columns: same seed, same negatives
+    g = torch.Generator().manual_seed(3)
+    e, tt = torch.randn(8, 5, generator=g), torch.randn(8, 5, generator=g)
+    torch.manual_seed(0)
+    got = alignment_loss(e, tt, 0.2, negatives=2)
+    torch.manual_seed(0)
+    noise = torch.rand(8, 8)
+    noise.fill_diagonal_(-1.0)
+    neg = noise.topk(2, dim=1).indices
+    n = torch.nn.functional.normalize
+    a, b = n(e, dim=-1), n(tt, dim=-1)
+    ref = 0.0
+    for x, y in ((a, b), (b, a)):
+        for i in range(8):
+            cols = [i, *neg[i].tolist()]
+            logits = torch.stack([x[i] @ y[j] for j in cols]) / 0.2
+            ref += -torch.log_softmax(logits, 0)[0] / 16
+    torch.testing.assert_close(got, ref)
+    assert i not in neg[i].tolist()
+
+
+def test_ctr_ctcvr_loss_equals_bce_of_the_probabilities() -> None:
+    g = torch.Generator().manual_seed(0)
+    out = {"ctr_logit": torch.randn(50, generator=g), "cvr_logit": torch.randn(50, generator=g)}
+    click = (torch.rand(50, generator=g) < 0.5).float()
+    batch = {"click": click, "order": click * (torch.rand(50, generator=g) < 0.5).float()}
+    p_ctr = torch.sigmoid(out["ctr_logit"])
+    p_ctcvr = p_ctr * torch.sigmoid(out["cvr_logit"])
+    bce = torch.nn.functional.binary_cross_entropy
+    torch.testing.assert_close(ctr_ctcvr_loss(out, batch), bce(p_ctr, batch["click"]) + bce(p_ctcvr, batch["order"]))

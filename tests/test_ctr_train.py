@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training import ctr
+from larr.config import CtrConfig
+from training.ctr import CtrData, run_ctr
 
 
-def test_tiny_ctr_run_writes_metrics_for_every_slice(tiny_world: Path, tiny_jobs: Path, tmp_path: Path) -> None:
-    r = ctr.run("ple", tiny_world, tmp_path, seed=1, epochs=1, batch_size=512, samples=tiny_jobs / "ctr_samples")
-    assert (tmp_path / "ple_seed1.json").exists()
+def test_tiny_ctr_run_writes_metrics_for_every_slice(tiny_world: Path, tiny_jobs: Path) -> None:
+    d = CtrData.load(tiny_world, tiny_jobs / "ctr_samples")
+    r = run_ctr(CtrConfig(epochs=2, batch_size=512), "ple", d, seed=1, progress=False)
     m = r["metrics"]
     assert set(m) == {"all", "new_pois", "travellers", "rest"}
     assert m["new_pois"]["rows"] > 0 and m["travellers"]["rows"] > 0
@@ -17,4 +18,18 @@ def test_tiny_ctr_run_writes_metrics_for_every_slice(tiny_world: Path, tiny_jobs
     for s in m.values():
         assert s["oracle_ctr_auc"] > 0.5 and s["gauc_users_skipped"] >= 0
     assert 0.5 < m["all"]["ctr_auc"] < m["all"]["oracle_ctr_auc"]
-    assert r["train_samples_per_second"] > 0 and len(r["loss_curve"]) > 0
+    assert r["train_samples_per_second"] > 0 and len(r["history"]["loss"]) > 0
+    assert [v["epoch"] for v in r["history"]["valid"]] == [1, 2]
+    # seeded: the same run gives the same result
+    again = run_ctr(CtrConfig(epochs=2, batch_size=512), "ple", d, seed=1, progress=False)
+    assert again["metrics"]["all"]["ctr_auc"] == m["all"]["ctr_auc"]
+
+
+def test_missing_inputs_name_the_fix(tiny_world: Path, tiny_jobs: Path, tmp_path: Path) -> None:
+    import pytest
+
+    with pytest.raises(FileNotFoundError, match="run `larr generate`"):
+        CtrData.load(tmp_path, tiny_jobs / "ctr_samples")
+    d = CtrData.load(tiny_world, tiny_jobs / "ctr_samples")
+    with pytest.raises(FileNotFoundError, match="run `larr embed --features"):
+        run_ctr(CtrConfig(epochs=1), "larr", d, seed=1, features=tmp_path / "nothing", progress=False)

@@ -133,6 +133,19 @@ def run(cfg: LarrConfig, jobs: Path, out: Path, init: str = "cpt", name: str | N
     return metrics
 
 
+def save_noft_encoder(cfg: LarrConfig, out: Path, name: str = "encoder_noft") -> Path:
+    """The noFT ablation's encoder (paper 4.3): the CPT model as it is, no contrastive fine-tuning and so no
+    projection -- the embedding is the L2-normalised last hidden state at the closing field token (the
+    paper's eq. 22 pooling).  Its dimension is the backbone's hidden size."""
+    cpt_model = out / "cpt" / "model"
+    if not (cpt_model / "config.json").exists():
+        raise FileNotFoundError(f"{cpt_model} holds no CPT model: run `larr train cpt` first")
+    model, tok = load_backbone(cpt_model)
+    TextEncoder(model, tok, proj_dim=None, max_length=cfg.llm.contrastive.max_length).save(
+        out / name, extra={"init": "cpt", "contrastive": False})
+    return out / name
+
+
 def main(argv: list[str] | None = None) -> int:
     p = launcher_parser(__doc__)
     p.add_argument("--init", choices=["cpt", "base"], default="cpt")

@@ -1,10 +1,13 @@
-"""Stage 3 groundwork: train one CTR model kind on ``ctr_samples`` and evaluate it on the test day.
+"""Stage 3: train one CTR model on ``ctr_samples`` and evaluate it on the test day.
 
-Evaluation: CTR/CTCVR AUC, GAUC (per-user, impression-weighted; one-class users skipped and counted) and
-logloss on the whole test day and on the slices new POIs (created on the test day), travelling users
-(out of area) and the rest, with the oracle AUC of the simulator beside each row.
+Models: ``ple`` (no LLM), ``larr`` (scene encoder + alignment; with another scene-vector table it is the noCPT
+or noFT ablation), ``noal`` (scene vector concatenated, no alignment loss), ``wdl``, ``deepfm`` and ``p5`` (the
+LLM in the loop, :mod:`larr.ctr.p5`).  Evaluation: CTR/CTCVR AUC, GAUC (per-user, impression-weighted;
+one-class users skipped and counted) and logloss on the whole test day and on the slices new POIs (created
+on the test day), travelling users (out of area) and the rest, with the simulator's oracle AUC beside each.
 
     .venv/bin/python -m training.ctr --kind larr --data data/small --seed 7 --out runs/small/ctr
+    larr experiment paper --profile small --seeds 3 --out runs/small/paper     # everything, see experiment.py
 """
 
 from __future__ import annotations
@@ -12,21 +15,29 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
-from larr.ctr.data import CATEGORICAL, NUMERIC, CtrStream, Preprocessor, SceneTable, split_files
+from larr.config import CtrConfig, LarrConfig, load_config
+from larr.ctr.data import CATEGORICAL, NUMERIC, CtrStream, Preprocessor, SceneTable, id_dropout, split_files
 from larr.ctr.gauc import gauc
-from larr.ctr.models import CtrModel
+from larr.ctr.models import CtrModel, ctr_ctcvr_loss
+from larr.ctr.p5 import P5Classifier, SceneTexts
 from larr.metrics import auc
+from training.common import seed_everything
 
 log = logging.getLogger("larr.ctr")
+SLICES = ("all", "new_pois", "travellers", "rest")
+METRICS = ("ctr_auc", "ctcvr_auc", "ctr_gauc", "ctcvr_gauc", "ctr_logloss", "ctcvr_logloss")
 
 
 def _logloss(y: np.ndarray, p: np.ndarray) -> float:
@@ -53,71 +64,214 @@ def evaluate(test: pd.DataFrame, p_ctr: np.ndarray, p_ctcvr: np.ndarray) -> dict
     return out
 
 
-def run(kind: str, data: Path, out: Path, seed: int = 7, epochs: int = 2, batch_size: int = 2400,
-        lr: float = 1e-3, features: Path | None = None, samples: Path | None = None) -> dict[str, Any]:
-    """Train ``kind`` on the training days, evaluate on the test day, write ``out/<kind>_seed<seed>.json``."""
-    torch.manual_seed(seed)
-    window = json.loads((data / "manifest.json").read_text())["split"]
-    samples = samples or data / "jobs" / "ctr_samples"
-    train_files = split_files(samples, ("train",), window)
-    prep = Preprocessor.fit(train_files)
-    scene = SceneTable((features or data / "features") / "scene_value_embeddings.parquet") \
-        if kind in ("larr", "noal") else None
-    sizes = [prep.sizes()[c] for c in CATEGORICAL]
-    model = CtrModel(kind, sizes, len(NUMERIC), scene_matrix=torch.from_numpy(scene.matrix) if scene else None,
-                     user_col=CATEGORICAL.index("user_id"), poi_col=CATEGORICAL.index("poi_id"))
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    stream = CtrStream(train_files, prep, scene, batch_size, shuffle=True, seed=seed)
-    t0 = time.perf_counter()
-    seen = 0
-    curve = []
-    for epoch in range(epochs):
-        model.train()
-        for batch in tqdm(torch.utils.data.DataLoader(stream, batch_size=None), desc=f"{kind} epoch {epoch}",
-                          disable=None):
-            out_ = model(batch)
-            loss = model.loss(batch, out_)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            seen += len(batch["click"])
-            curve.append(float(loss.detach()))
-    seconds = time.perf_counter() - t0
+@dataclass
+class CtrData:
+    """What every CTR run reads, loaded once and shared by all models of an experiment: the split files, the
+    preprocessor fitted on the training days, the test day joined with the oracle, scene tables by folder."""
+
+    data: Path
+    samples: Path
+    window: dict[str, Any]
+    train_files: list[Path]
+    valid_files: list[Path]
+    test_files: list[Path]
+    prep: Preprocessor
+    test: pd.DataFrame
+    valid: pd.DataFrame
+    _scenes: dict[str, SceneTable] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, data: Path, samples: Path | None = None) -> CtrData:
+        manifest = data / "manifest.json"
+        if not manifest.exists():
+            raise FileNotFoundError(f"{manifest} missing: {data} is not a world folder (run `larr generate`)")
+        window = json.loads(manifest.read_text())["split"]
+        samples = samples or data / "jobs" / "ctr_samples"
+        train, valid, test = (split_files(samples, (s,), window) for s in ("train", "valid", "test"))
+        prep = Preprocessor.fit(train)
+        cols = ["request_id", "poi_id", "user_id", "click", "order", "poi_age_days", "out_of_area", "scene_keys"]
+        test_df = pd.concat(pd.read_parquet(f, columns=cols) for f in test).reset_index(drop=True)
+        oracle_path = data / "_oracle" / "test_truth.parquet"
+        if not oracle_path.exists():
+            raise FileNotFoundError(f"{oracle_path} missing: the oracle comes with a simulated world only")
+        oracle = pd.read_parquet(oracle_path)
+        test_df = test_df.merge(oracle, on=["request_id", "poi_id"], how="left", validate="one_to_one")
+        if test_df["p_click"].isna().any():
+            raise ValueError(f"{int(test_df['p_click'].isna().sum())} test rows have no oracle row in "
+                             f"{oracle_path}: ctr_samples and the world disagree; re-run `larr spark ctr_samples`")
+        valid_df = pd.concat(pd.read_parquet(f, columns=["click", "order"]) for f in valid).reset_index(drop=True)
+        return cls(data, samples, window, train, valid, test, prep, test_df, valid_df)
+
+    def scene(self, features: Path) -> SceneTable:
+        key = str(features)
+        if key not in self._scenes:
+            path = features / "scene_value_embeddings.parquet"
+            if not path.exists():
+                raise FileNotFoundError(f"{path} missing: run `larr embed --features {features}` first")
+            self._scenes[key] = SceneTable(path)
+        return self._scenes[key]
+
+
+def _predict(model: CtrModel, files: list[Path], d: CtrData, scene: SceneTable | None,
+             batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     model.eval()
-    test_files = split_files(samples, ("test",), window)
-    test = pd.concat(pd.read_parquet(f) for f in test_files).reset_index(drop=True)
     p_ctr, p_ctcvr = [], []
     with torch.inference_mode():
-        for batch in torch.utils.data.DataLoader(CtrStream(test_files, prep, scene, 8192), batch_size=None):
+        for batch in CtrStream(files, d.prep, scene, batch_size):
             o = model(batch)
             p_ctr.append(o["p_ctr"].numpy())
             p_ctcvr.append(o["p_ctcvr"].numpy())
-    oracle = pd.read_parquet(data / "_oracle" / "test_truth.parquet")
-    test = test.merge(oracle, on=["request_id", "poi_id"], how="left", validate="one_to_one")
-    metrics = evaluate(test, np.concatenate(p_ctr), np.concatenate(p_ctcvr))
-    result = {"kind": kind, "seed": seed, "epochs": epochs, "train_samples_per_second": seen / seconds,
-              "loss_curve": curve, "metrics": metrics}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{kind}_seed{seed}.json").write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    return np.concatenate(p_ctr), np.concatenate(p_ctcvr)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--kind", default="larr", choices=["ple", "larr", "noal", "wdl", "deepfm"])
-    ap.add_argument("--data", default="data/small")
-    ap.add_argument("--features", help="Feast offline folder with scene_value_embeddings.parquet")
+def build_model(kind: str, cfg: CtrConfig, prep: Preprocessor, scene: SceneTable | None) -> CtrModel:
+    sizes = [prep.sizes()[c] for c in CATEGORICAL]
+    return CtrModel(kind, sizes, len(NUMERIC), cfg, torch.from_numpy(scene.matrix) if scene is not None else None,
+                    user_col=CATEGORICAL.index("user_id"), poi_col=CATEGORICAL.index("poi_id"))
+
+
+def run_ctr(cfg: CtrConfig, kind: str, d: CtrData, seed: int, features: Path | None = None,
+            progress: bool = True) -> dict[str, Any]:
+    """Train one id/feature model (``ple``, ``larr``, ``noal``, ``wdl``, ``deepfm``) and evaluate it.
+
+    Returns metrics per slice, the training history (loss per step, alignment loss per step, validation-day
+    AUC per epoch), wall time and training samples/s."""
+    seed_everything(seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    scene = d.scene(features or d.data / "features") if kind in ("larr", "noal") else None
+    model = build_model(kind, cfg, d.prep, scene)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    stream = CtrStream(d.train_files, d.prep, scene, cfg.batch_size, shuffle=True, seed=seed,
+                       shuffle_buffer=cfg.shuffle_buffer)
+    history: dict[str, list] = {"loss": [], "align": [], "valid": []}
+    id_cols = [CATEGORICAL.index("user_id"), CATEGORICAL.index("poi_id")]
+    seen, train_seconds = 0, 0.0
+    for epoch in range(cfg.epochs):
+        model.train()
+        t0 = time.perf_counter()
+        for batch in tqdm(stream, desc=f"{kind} seed {seed} epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                          disable=None if progress else True, leave=False):
+            batch["cat"] = id_dropout(batch["cat"], id_cols, cfg.id_dropout)
+            out = model(batch)
+            loss = model.loss(batch, out)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            seen += len(batch["click"])
+            history["loss"].append(round(float(loss.detach()), 5))
+            if "align" in out:
+                history["align"].append(round(float(out["align"].detach()), 5))
+        train_seconds += time.perf_counter() - t0
+        pv_ctr, pv_ctcvr = _predict(model, d.valid_files, d, scene, cfg.eval_batch_size)
+        history["valid"].append({"epoch": epoch + 1, "ctr_auc": auc(d.valid["click"].to_numpy(), pv_ctr),
+                                 "ctcvr_auc": auc(d.valid["order"].to_numpy(), pv_ctcvr)})
+        log.info("%s seed %d epoch %d: valid CTR AUC %.4f", kind, seed, epoch + 1, history["valid"][-1]["ctr_auc"])
+    t0 = time.perf_counter()
+    p_ctr, p_ctcvr = _predict(model, d.test_files, d, scene, cfg.eval_batch_size)
+    return {"kind": kind, "seed": seed, "features": str(features) if scene is not None else None,
+            "metrics": evaluate(d.test, p_ctr, p_ctcvr), "history": history,
+            "train_seconds": train_seconds, "train_samples_per_second": seen / max(train_seconds, 1e-9),
+            "test_rows_per_second": len(d.test) / max(time.perf_counter() - t0, 1e-9),
+            "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+
+
+def _sample_train(d: CtrData, n: int, seed: int) -> pd.DataFrame:
+    """``n`` training impressions drawn uniformly without replacement, read file by file (never all at once)."""
+    sizes = np.array([pq.ParquetFile(f).metadata.num_rows for f in d.train_files])
+    total = int(sizes.sum())
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(total, size=min(n, total), replace=False))
+    starts = np.r_[0, np.cumsum(sizes)[:-1]]
+    parts = []
+    for f, s, size in zip(d.train_files, starts, sizes, strict=True):
+        local = pick[(pick >= s) & (pick < s + size)] - s
+        if len(local):
+            parts.append(pd.read_parquet(f, columns=["scene_keys", "click", "order"]).iloc[local])
+    return pd.concat(parts).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+def run_p5(cfg: LarrConfig, d: CtrData, seed: int, llm: Path, jobs: Path | None = None,
+           progress: bool = True) -> dict[str, Any]:
+    """Fine-tune the LLM (``ctr.p5.init``: base or CPT backbone from ``llm``) as an impression-text classifier
+    on a uniform sample of training impressions, then score the whole test day with it."""
+    from transformers import get_cosine_schedule_with_warmup
+
+    p = cfg.ctr.p5
+    seed_everything(seed)
+    if cfg.ctr.threads:
+        torch.set_num_threads(cfg.ctr.threads)
+    backbone = (Path(cfg.llm.backbone.path) if cfg.llm.backbone.path else llm / "base") if p.init == "base" \
+        else llm / "cpt" / "model"
+    if not (backbone / "config.json").exists():
+        raise FileNotFoundError(f"{backbone} holds no backbone: run `larr train base` / `larr train cpt` first")
+    texts = SceneTexts((jobs or d.data / "jobs") / "scene_vocab")
+    model = P5Classifier(backbone, p.max_length)
+    train = _sample_train(d, p.train_samples, seed)
+    train_texts = texts.impressions(np.stack(train["scene_keys"].to_numpy()))
+    steps = max(1, int(math.ceil(len(train) / p.batch_size) * p.epochs))
+    rng = np.random.default_rng(seed)
+    schedule = np.concatenate([rng.permutation(len(train)) for _ in range(math.ceil(p.epochs) + 1)])
+    clicks, orders = train["click"].to_numpy(np.float32), train["order"].to_numpy(np.float32)
+    opt = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=0.01)
+    sched = get_cosine_schedule_with_warmup(opt, max(1, steps // 20), steps)
+    history: dict[str, list] = {"loss": [], "align": [], "valid": []}
+    model.train()
+    t0 = time.perf_counter()
+    tokens = 0
+    for step in tqdm(range(steps), desc=f"p5 seed {seed}", unit="batch", disable=None if progress else True,
+                     leave=False):
+        rows = schedule[step * p.batch_size:(step + 1) * p.batch_size]
+        enc = model.tokenize([train_texts[i] for i in rows])
+        batch = {"click": torch.from_numpy(clicks[rows]), "order": torch.from_numpy(orders[rows])}
+        loss = ctr_ctcvr_loss(model(enc["input_ids"], enc["attention_mask"]), batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        tokens += int(enc["attention_mask"].sum())
+        history["loss"].append(round(float(loss.detach()), 5))
+    train_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    test_texts = texts.impressions(np.stack(d.test["scene_keys"].to_numpy()))
+    p_ctr, p_ctcvr = model.score(test_texts, p.eval_batch_size)
+    score_seconds = time.perf_counter() - t0
+    return {"kind": "p5", "seed": seed, "features": None, "backbone": str(backbone),
+            "metrics": evaluate(d.test, p_ctr, p_ctcvr), "history": history, "train_seconds": train_seconds,
+            "train_samples_per_second": steps * p.batch_size / max(train_seconds, 1e-9),
+            "train_tokens_per_second": tokens / max(train_seconds, 1e-9), "train_samples": len(train),
+            "test_rows_per_second": len(d.test) / max(score_seconds, 1e-9),
+            "parameters": sum(q.numel() for q in model.parameters() if q.requires_grad)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Train one CTR model kind and evaluate it on the test day "
+                                             "(the whole comparison: `larr experiment paper`).")
+    ap.add_argument("--kind", default="larr", choices=["ple", "larr", "noal", "wdl", "deepfm", "p5"])
+    ap.add_argument("--profile", default="small")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override, e.g. --set ctr.epochs=1")
+    ap.add_argument("--data", default="data/small", help="world folder (jobs/ and features/ inside)")
+    ap.add_argument("--features", help="folder with scene_value_embeddings.parquet (default DATA/features)")
+    ap.add_argument("--llm", default="runs/small/llm", help="LLM run folder (P5 fine-tunes its backbone)")
     ap.add_argument("--out", default="runs/small/ctr")
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--epochs", type=int, default=2)
-    a = ap.parse_args()
-    logging.basicConfig(level=logging.INFO)
-    r = run(a.kind, Path(a.data), Path(a.out), a.seed, a.epochs,
-            features=Path(a.features) if a.features else None)
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = load_config(a.profile, overrides=a.overrides, seed=a.seed)
+    d = CtrData.load(Path(a.data))
+    r = run_p5(cfg, d, a.seed, Path(a.llm)) if a.kind == "p5" else \
+        run_ctr(cfg.ctr, a.kind, d, a.seed, Path(a.features) if a.features else None)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{a.kind}_seed{a.seed}.json").write_text(json.dumps(r, indent=2) + "\n")
     for name, m in r["metrics"].items():
         print(f"{a.kind:<7} {name:<11} n={m['rows']:>6} CTR AUC {m['ctr_auc']:.4f} (oracle {m['oracle_ctr_auc']:.4f}) "
               f"CTCVR AUC {m['ctcvr_auc']:.4f} (oracle {m['oracle_ctcvr_auc']:.4f}) CTR GAUC {m['ctr_gauc']:.4f}")
+    print(f"train {r['train_seconds']:.0f}s, {r['train_samples_per_second']:,.0f} samples/s")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

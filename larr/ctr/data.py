@@ -126,15 +126,47 @@ class SceneTable:
         return idx.reshape(keys.shape)
 
 
+def id_dropout(cat: torch.Tensor, cols: list[int], p: float) -> torch.Tensor:
+    """Training-time id dropout: each id in ``cols`` becomes OOV with probability ``p``.
+
+    Without it the OOV row of an id table is never trained (no training id is unseen), so every model meets
+    a random vector for a POI or user first seen on the test day.  With it the OOV row learns "an unknown
+    id" and the rest of the model learns to rely on what else it knows about the impression -- for LARR the
+    semantic scene vector.  Padding is left alone."""
+    if p <= 0:
+        return cat
+    cat = cat.clone()
+    for c in cols:
+        drop = (torch.rand(cat.shape[0]) < p) & (cat[:, c] != PAD)
+        cat[drop, c] = OOV
+    return cat
+
+
 class CtrStream(torch.utils.data.IterableDataset):
-    """Batches of {"cat", "num", "scene_rows", "click", "order", "user_id"} streamed from parquet files."""
+    """Batches of {"cat", "num", "scene_rows", "click", "order", "user_id"} streamed from parquet files.
+
+    Spark writes rows clustered by its last join key, so consecutive rows share a POI; with ``shuffle`` the
+    stream fills a buffer of ``shuffle_buffer`` rows from files in random order, permutes it and emits full
+    batches (the classic streaming shuffle), so a batch is close to a uniform sample -- which matters doubly
+    for the alignment loss, whose negatives are the other samples of the batch.  Memory is bounded by the
+    buffer, not the data.
+    """
 
     def __init__(self, files: list[Path], prep: Preprocessor, scene: SceneTable | None, batch_size: int = 2400,
-                 shuffle: bool = False, seed: int = 0):
+                 shuffle: bool = False, seed: int = 0, shuffle_buffer: int = 200_000):
         super().__init__()
         self.files, self.prep, self.scene = list(files), prep, scene
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.shuffle_buffer = max(shuffle_buffer, batch_size) if shuffle else 0
         self.epoch = 0
+
+    def _arrays(self, df: pd.DataFrame) -> dict[str, np.ndarray]:
+        out = {"cat": self.prep.categorical(df), "num": self.prep.numeric(df),
+               "click": df["click"].to_numpy(np.float32), "order": df["order"].to_numpy(np.float32),
+               "user_id": df["user_id"].to_numpy(np.int64)}
+        if self.scene is not None:
+            out["scene_rows"] = self.scene.rows(np.stack(df["scene_keys"].to_numpy()).astype(np.int64))
+        return out
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         rng = np.random.default_rng(self.seed + self.epoch)
@@ -143,17 +175,33 @@ class CtrStream(torch.utils.data.IterableDataset):
         if self.shuffle:
             rng.shuffle(files)
         cols = list(CATEGORICAL + NUMERIC + LABELS) + (["scene_keys"] if self.scene is not None else [])
+        buffer: list[dict[str, np.ndarray]] = []
+        held = 0
         for f in files:
-            for batch in pq.ParquetFile(f).iter_batches(columns=cols, batch_size=self.batch_size):
-                df = batch.to_pandas()
-                if self.shuffle:
-                    df = df.iloc[rng.permutation(len(df))]
-                out = {"cat": torch.from_numpy(self.prep.categorical(df)),
-                       "num": torch.from_numpy(self.prep.numeric(df)),
-                       "click": torch.from_numpy(df["click"].to_numpy(np.float32)),
-                       "order": torch.from_numpy(df["order"].to_numpy(np.float32)),
-                       "user_id": torch.from_numpy(df["user_id"].to_numpy(np.int64))}
-                if self.scene is not None:
-                    keys = np.stack(df["scene_keys"].to_numpy()).astype(np.int64)
-                    out["scene_rows"] = torch.from_numpy(self.scene.rows(keys))
-                yield out
+            for batch in pq.ParquetFile(f).iter_batches(columns=cols, batch_size=max(self.batch_size, 8192)):
+                arrays = self._arrays(batch.to_pandas())
+                if not self.shuffle:
+                    yield from _slices(arrays, self.batch_size)
+                    continue
+                buffer.append(arrays)
+                held += len(arrays["click"])
+                if held >= self.shuffle_buffer:
+                    merged = _permuted(buffer, rng)
+                    n_full = len(merged["click"]) // self.batch_size * self.batch_size
+                    yield from _slices({k: v[:n_full] for k, v in merged.items()}, self.batch_size)
+                    buffer = [{k: v[n_full:] for k, v in merged.items()}]
+                    held = len(buffer[0]["click"])
+        if self.shuffle and held:
+            yield from _slices(_permuted(buffer, rng), self.batch_size)
+
+
+def _permuted(parts: list[dict[str, np.ndarray]], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    order = rng.permutation(len(merged["click"]))
+    return {k: v[order] for k, v in merged.items()}
+
+
+def _slices(arrays: dict[str, np.ndarray], batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
+    n = len(arrays["click"])
+    for i in range(0, n, batch_size):
+        yield {k: torch.from_numpy(np.ascontiguousarray(v[i:i + batch_size])) for k, v in arrays.items()}

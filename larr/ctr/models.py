@@ -1,7 +1,10 @@
 """CTR models (paper 3.3 and the baselines): PLE, the LARR scene encoder with alignment, Wide&Deep, DeepFM.
 
-CTCVR is predicted as pCTR x pCVR (ESMM style): the CTR head is trained on clicks and the product on
-orders over all impressions, so P(order) <= P(click) holds by construction.
+CTCVR is predicted as pCTR x pCVR (ESMM style), not directly as in the paper: the CTR head is trained on
+clicks and the product on orders over all impressions, so P(order) <= P(click) holds by construction and the
+CVR tower never sees the sample-selection bias of training on clicked rows only.
+
+Every knob comes from :class:`larr.config.CtrConfig`.
 """
 
 from __future__ import annotations
@@ -9,7 +12,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from larr.config import CtrConfig
 from larr.llm.contrastive import info_nce
+
+KINDS = ("ple", "larr", "noal", "wdl", "deepfm")
 
 
 def mlp(sizes: list[int], dropout: float = 0.0) -> nn.Sequential:
@@ -70,11 +76,12 @@ class CGC(nn.Module):
 class PLE(nn.Module):
     """Progressive layered extraction (Tang et al. 2020) with CTR and CVR towers."""
 
-    def __init__(self, in_dim: int, expert_dim: int = 64, levels: int = 2, n_shared: int = 2, n_specific: int = 1):
+    def __init__(self, in_dim: int, expert_dim: int = 64, levels: int = 2, n_shared: int = 2, n_specific: int = 1,
+                 tower_dim: int = 32, dropout: float = 0.0):
         super().__init__()
         self.levels = nn.ModuleList(CGC(in_dim if i == 0 else expert_dim, expert_dim, 2, n_shared, n_specific,
                                         last=i == levels - 1) for i in range(levels))
-        self.towers = nn.ModuleList(mlp([expert_dim, 32, 1]) for _ in range(2))
+        self.towers = nn.ModuleList(mlp([expert_dim, tower_dim, 1], dropout) for _ in range(2))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = [x, x, x]
@@ -85,13 +92,15 @@ class PLE(nn.Module):
 
 class SceneEncoder(nn.Module):
     """Paper eq. 23: stack the N scene vectors, prepend a trainable aggregation token, one bidirectional
-    transformer layer, pool (the aggregation token's output), MLP projection head -> e_s."""
+    transformer layer, pool (the aggregation token's output, or the mean of the present vectors), MLP
+    projection head -> e_s.  Positions whose key has no vector are masked out of attention and pooling."""
 
-    def __init__(self, vec_dim: int, out_dim: int, heads: int = 4, pooling: str = "agg"):
+    def __init__(self, vec_dim: int, out_dim: int, heads: int = 4, ffn: int = 256, pooling: str = "agg"):
         super().__init__()
+        if vec_dim % heads:
+            raise ValueError(f"ctr.scene_heads={heads} must divide the scene vector dimension {vec_dim}")
         self.agg = nn.Parameter(torch.randn(1, 1, vec_dim) * 0.02)
-        layer = nn.TransformerEncoderLayer(vec_dim, heads, dim_feedforward=2 * vec_dim, dropout=0.0,
-                                           batch_first=True)
+        layer = nn.TransformerEncoderLayer(vec_dim, heads, dim_feedforward=ffn, dropout=0.0, batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, num_layers=1, enable_nested_tensor=False)
         self.head = mlp([vec_dim, vec_dim, out_dim])
         self.pooling = pooling
@@ -107,30 +116,53 @@ class SceneEncoder(nn.Module):
         return self.head(pooled)
 
 
+def alignment_loss(e_s: torch.Tensor, t: torch.Tensor, temperature: float, negatives: int = 0) -> torch.Tensor:
+    """Symmetric InfoNCE between the scene vector ``e_s`` and the target ``t`` (paper eqs. 24-25), cosine
+    similarity.  ``negatives == 0``: every other sample of the batch is a negative (the paper's setting);
+    ``negatives == k``: each positive is scored against ``k`` negatives sampled from the batch (Fig. 4b)."""
+    a, b = nn.functional.normalize(e_s, dim=-1), nn.functional.normalize(t, dim=-1)
+    n = a.shape[0]
+    if negatives <= 0 or negatives >= n - 1:
+        return info_nce(a, b, temperature)
+    noise = torch.rand(n, n, device=a.device)  # torch's global generator: seeded per run
+    noise.fill_diagonal_(-1.0)
+    neg = noise.topk(negatives, dim=1).indices  # [n, k], never the diagonal
+    cols = torch.cat([torch.arange(n, device=a.device).unsqueeze(1), neg], dim=1)  # positive first
+    labels = torch.zeros(n, dtype=torch.long, device=a.device)
+    logits_ab = (a.unsqueeze(1) * b[cols]).sum(-1) / temperature
+    logits_ba = (b.unsqueeze(1) * a[cols]).sum(-1) / temperature
+    ce = nn.functional.cross_entropy
+    return (ce(logits_ab, labels) + ce(logits_ba, labels)) / 2
+
+
 class CtrModel(nn.Module):
     """``kind``: ple (no LLM), larr (scene encoder + alignment), noal (scene vector, no alignment loss),
-    wdl (Wide&Deep), deepfm."""
+    wdl (Wide&Deep), deepfm.  The noCPT / noFT ablations are ``larr`` fed a different scene-vector table."""
 
-    def __init__(self, kind: str, sizes: list[int], n_numeric: int, emb_dim: int = 16,
-                 scene_matrix: torch.Tensor | None = None, user_col: int = 0, poi_col: int = 1,
-                 align_weight: float = 0.05, temperature: float = 0.1):
+    def __init__(self, kind: str, sizes: list[int], n_numeric: int, cfg: CtrConfig | None = None,
+                 scene_matrix: torch.Tensor | None = None, user_col: int = 0, poi_col: int = 1):
         super().__init__()
-        if kind not in ("ple", "larr", "noal", "wdl", "deepfm"):
-            raise ValueError(f"unknown CTR model kind {kind!r}")
+        cfg = cfg or CtrConfig()
+        if kind not in KINDS:
+            raise ValueError(f"unknown CTR model kind {kind!r}; kinds: {', '.join(KINDS)}")
         if kind in ("larr", "noal") and scene_matrix is None:
             raise ValueError(f"{kind} needs the scene-value embedding matrix")
         self.kind, self.user_col, self.poi_col = kind, user_col, poi_col
-        self.align_weight, self.temperature = align_weight, temperature
-        self.emb = FeatureEmbedding(sizes, emb_dim, n_numeric)
+        self.align_weight, self.temperature = cfg.align_weight, cfg.align_temperature
+        self.negatives = cfg.align_negatives
+        self.emb = FeatureEmbedding(sizes, cfg.emb_dim, n_numeric)
         in_dim = self.emb.out_dim
         if scene_matrix is not None and kind in ("larr", "noal"):
             self.scene = nn.Embedding.from_pretrained(scene_matrix, freeze=True, padding_idx=0)
-            self.scene_encoder = SceneEncoder(scene_matrix.shape[1], 2 * emb_dim)
-            in_dim += 2 * emb_dim
+            # e_s lives in the space of t = concat(user id embedding, POI id embedding)
+            self.scene_encoder = SceneEncoder(scene_matrix.shape[1], 2 * cfg.emb_dim, cfg.scene_heads, cfg.scene_ffn,
+                                              cfg.scene_pooling)
+            in_dim += 2 * cfg.emb_dim
         if kind in ("ple", "larr", "noal"):
-            self.body = PLE(in_dim)
+            self.body = PLE(in_dim, cfg.expert_dim, cfg.ple_levels, cfg.shared_experts, cfg.specific_experts,
+                            cfg.tower_dim, cfg.dropout)
         else:
-            self.deep = nn.ModuleList(mlp([in_dim, 128, 64, 1]) for _ in range(2))
+            self.deep = nn.ModuleList(mlp([in_dim, *cfg.deep_dims, 1], cfg.dropout) for _ in range(2))
             self.wide = nn.ModuleList(nn.Linear(in_dim, 1) for _ in range(2))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -141,11 +173,10 @@ class CtrModel(nn.Module):
             rows = batch["scene_rows"]
             e_s = self.scene_encoder(self.scene(rows), rows == 0)
             x = torch.cat([x, e_s], dim=1)
-            if self.kind == "larr":
+            if self.kind == "larr" and self.training:
                 t = torch.cat([self.emb.tables[self.user_col](cat[:, self.user_col]),
                                self.emb.tables[self.poi_col](cat[:, self.poi_col])], dim=1)
-                out["align"] = info_nce(nn.functional.normalize(e_s, dim=-1), nn.functional.normalize(t, dim=-1),
-                                        self.temperature)
+                out["align"] = alignment_loss(e_s, t, self.temperature, self.negatives)
         if self.kind in ("ple", "larr", "noal"):
             ctr_logit, cvr_logit = self.body(x)
         else:
@@ -159,16 +190,21 @@ class CtrModel(nn.Module):
                 fm = 0.5 * ((f.sum(1) ** 2) - (f ** 2).sum(1)).sum(1)
                 ctr_logit = ctr_logit + self.wide[0](x).squeeze(-1) + fm
                 cvr_logit = cvr_logit + self.wide[1](x).squeeze(-1)
+        out["ctr_logit"], out["cvr_logit"] = ctr_logit, cvr_logit
         out["p_ctr"] = torch.sigmoid(ctr_logit)
         out["p_ctcvr"] = out["p_ctr"] * torch.sigmoid(cvr_logit)
         return out
 
     def loss(self, batch: dict[str, torch.Tensor], out: dict[str, torch.Tensor]) -> torch.Tensor:
         """BCE(CTR) + BCE(CTCVR) (+ align_weight x alignment for LARR)."""
-        eps = 1e-7
-        bce = nn.functional.binary_cross_entropy
-        loss = bce(out["p_ctr"].clamp(eps, 1 - eps), batch["click"]) + \
-            bce(out["p_ctcvr"].clamp(eps, 1 - eps), batch["order"])
-        if "align" in out:
-            loss = loss + self.align_weight * out["align"]
-        return loss
+        return ctr_ctcvr_loss(out, batch) + (self.align_weight * out["align"] if "align" in out else 0.0)
+
+
+def ctr_ctcvr_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """BCE(CTR) from the CTR logit + BCE(CTCVR) of pCTR x pCVR, computed in log space for stability:
+    log p_ctcvr = logsigmoid(ctr) + logsigmoid(cvr); log(1 - p_ctcvr) = log1p(-p_ctcvr)."""
+    bce = nn.functional.binary_cross_entropy_with_logits(out["ctr_logit"], batch["click"])
+    log_p = nn.functional.logsigmoid(out["ctr_logit"]) + nn.functional.logsigmoid(out["cvr_logit"])
+    log_q = torch.log1p(-torch.exp(log_p).clamp(max=1 - 1e-7))
+    y = batch["order"]
+    return bce - (y * log_p + (1 - y) * log_q).mean()

@@ -64,12 +64,17 @@ class TextEncoder(nn.Module):
                     ids[i, self.max_length - 1] = closes[-1]
         return {"input_ids": ids, "attention_mask": mask}
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Last hidden state at the last closing field token (un-projected, un-normalised); the P5-style
+        classifier puts its head here."""
         out = self.backbone.model(input_ids=input_ids, attention_mask=attention_mask) \
             if hasattr(self.backbone, "model") else self.backbone(input_ids=input_ids, attention_mask=attention_mask)
         hidden = out.last_hidden_state
         pos = pool_positions(input_ids, attention_mask, self.closing_ids)
-        pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), pos]
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), pos]
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        pooled = self.pooled(input_ids, attention_mask)
         if self.projection is not None:
             pooled = self.projection(pooled.to(self.projection.weight.dtype))
         return nn.functional.normalize(pooled.float(), dim=-1)

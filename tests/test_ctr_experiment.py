@@ -1,0 +1,120 @@
+"""`larr experiment paper` end to end on the tiny world (every model, 2 seeds, both sweeps, the report),
+and the P5-style LLM-in-the-loop classifier on its own."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from larr.cli import main as larr_main
+from larr.config import load_config
+from larr.ctr.models import ctr_ctcvr_loss
+from larr.ctr.p5 import P5Classifier, SceneTexts
+from training import contrastive
+from training.experiment import MAIN, run_paper
+
+OVERRIDES = ["ctr.epochs=1", "ctr.batch_size=512", "ctr.shuffle_buffer=5000", "ctr.p5.train_samples=256",
+             "ctr.p5.max_length=160", "ctr.sweep_temperatures=[0.1,1.0]", "ctr.sweep_negatives=[0,4]"]
+
+
+@pytest.fixture(scope="module")
+def experiment(spark, tiny_world: Path, tiny_jobs: Path, tiny_llm: dict, tmp_path_factory: pytest.TempPathFactory
+               ) -> dict:
+    root = tmp_path_factory.mktemp("experiment")
+    data = root / "data"
+    data.mkdir()
+    for entry in tiny_world.iterdir():
+        (data / entry.name).symlink_to(entry)
+    shutil.copytree(tiny_jobs, data / "jobs")  # the embedding job writes its cache here
+    llm = root / "llm"
+    shutil.copytree(tiny_llm["out"], llm)
+    cfg = load_config("tiny", overrides=OVERRIDES)
+    contrastive.run(cfg, data / "jobs", llm, "base")  # encoder_nocpt for the noCPT row
+    out = root / "report"
+    report = run_paper(cfg, data, llm, out, seeds=2, progress=False, spark=spark)
+    return {"cfg": cfg, "data": data, "llm": llm, "out": out, "report": report}
+
+
+def test_experiment_writes_a_complete_report(experiment: dict) -> None:
+    out, report = experiment["out"], experiment["report"]
+    for f in ("report.md", "report.json", "config.yaml", "training_curves.png", "temperature_sweep.png",
+              "negatives_sweep.png"):
+        assert (out / f).stat().st_size > 0, f
+    on_disk = json.loads((out / "report.json").read_text())
+    assert set(on_disk["main"]) == {v.name for v in MAIN}
+    assert on_disk["seeds"] == [7, 8]
+    for name in on_disk["main"]:
+        m = on_disk["models"][name]
+        assert m["seeds"] == [7, 8]
+        for s in ("all", "new_pois", "travellers", "rest"):
+            for metric in ("ctr_auc", "ctcvr_auc", "ctr_gauc", "ctcvr_gauc", "ctr_logloss", "ctcvr_logloss"):
+                st = m["slices"][s][metric]
+                assert st["n"] == 2 and st["std"] >= 0 and np.isfinite(st["mean"]), (name, s, metric)
+            assert 0.5 < m["oracle"][s]["ctr_auc"] <= 1
+        assert 0.5 < m["slices"]["all"]["ctr_auc"]["mean"] < 1
+    # the ablations read different tables: their predictions differ
+    aucs = {n: on_disk["models"][n]["slices"]["all"]["ctr_auc"]["values"] for n in ("larr", "nocpt", "noft")}
+    assert aucs["larr"] != aucs["nocpt"] and aucs["larr"] != aucs["noft"]
+    assert [p["value"] for p in on_disk["sweeps"]["temperature"]] == [0.1, 1.0]
+    assert [p["value"] for p in on_disk["sweeps"]["negatives"]] == [0, 4]
+    assert set(on_disk["gains_vs_ple"]) == set(on_disk["main"]) - {"ple"}
+    assert {"larr_beats_ple_ctr_auc_by_2std", "larr_beats_noal", "larr_beats_noft"} <= set(on_disk["targets"])
+    md = (out / "report.md").read_text()
+    for label in ("LARR Complete", "LARR-noCPT", "LARR-noFT", "LARR-noAL", "LARR-PLE (no LLM)", "Wide&Deep",
+                  "DeepFM", "P5-style", "oracle", "Fig. 4a", "Fig. 4b", "![training_curves.png]"):
+        assert label in md, label
+    assert report["targets"] == on_disk["targets"]
+    # the noFT table holds the CPT model's raw hidden states (tiny: 64-d), Complete the 128-d projection
+    noft = pd.read_parquet(experiment["data"] / "features_noft" / "scene_value_embeddings.parquet")
+    full = pd.read_parquet(experiment["data"] / "features" / "scene_value_embeddings.parquet")
+    assert len(noft["embedding"].iloc[0]) == 64 and len(full["embedding"].iloc[0]) == 128
+    assert json.loads((experiment["llm"] / "encoder_noft" / "encoder.json").read_text())["proj_dim"] is None
+
+
+def test_experiment_resumes_without_retraining(experiment: dict) -> None:
+    runs = sorted((experiment["out"] / "runs").glob("*.json"))
+    assert len(runs) == 2 * len(MAIN) + 2  # 8 models x 2 seeds + one temperature and one negatives point
+    before = {p: p.stat().st_mtime_ns for p in runs}
+    again = run_paper(experiment["cfg"], experiment["data"], experiment["llm"], experiment["out"], seeds=2,
+                      progress=False)
+    assert {p: p.stat().st_mtime_ns for p in runs} == before
+    assert again["models"]["larr"]["slices"] == experiment["report"]["models"]["larr"]["slices"]
+
+
+def test_experiment_cli_names_a_bad_model(experiment: dict, capsys: pytest.CaptureFixture) -> None:
+    code = larr_main(["experiment", "paper", "--profile", "tiny", "--data", str(experiment["data"]),
+                      "--llm", str(experiment["llm"]), "--out", str(experiment["out"] / "x"), "--models", "p6"])
+    assert code == 1
+    assert "unknown model(s) ['p6']" in capsys.readouterr().err
+
+
+def test_p5_classifier_scores_and_learns(tiny_jobs: Path, tiny_llm: dict) -> None:
+    texts = SceneTexts(tiny_jobs / "scene_vocab")
+    samples = pd.concat(pd.read_parquet(f) for f in sorted((tiny_jobs / "ctr_samples").glob("*/*.parquet")))
+    batch_rows = samples.head(16)
+    imp = texts.impressions(np.stack(batch_rows["scene_keys"].to_numpy()))
+    assert len(imp) == 16 and all(t.count("</") == 10 for t in imp)  # the N field texts, in one sequence
+    torch.manual_seed(0)
+    model = P5Classifier(tiny_llm["out"] / "base", max_length=160)
+    p_ctr, p_ctcvr = model.score(imp, batch_size=5)
+    assert p_ctr.shape == (16,) and (p_ctcvr <= p_ctr + 1e-7).all()
+    enc = model.tokenize(imp)
+    labels = {"click": torch.tensor(batch_rows["click"].to_numpy(np.float32)),
+              "order": torch.tensor(batch_rows["order"].to_numpy(np.float32))}
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model.train()
+    first = ctr_ctcvr_loss(model(enc["input_ids"], enc["attention_mask"]), labels).item()
+    for _ in range(30):
+        loss = ctr_ctcvr_loss(model(enc["input_ids"], enc["attention_mask"]), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.5 * first
+    with pytest.raises(KeyError, match="have no text in scene_vocab"):
+        texts.impressions(np.array([[123456789]]))

@@ -1,0 +1,236 @@
+"""The CTR experiment's report: mean and std over seeds of every metric per model and slice, gains over PLE,
+the paper's targets checked, the sweeps, and PNG plots (training curves, Fig. 4a, Fig. 4b).
+
+A gain counts as "more than two standard deviations" when ``gain / sqrt(std_a^2 + std_b^2) > 2``: the std of
+a difference of two independently seeded means, the stricter reading of the target.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from larr.config import LarrConfig, config_to_dict
+
+SLICES = ("all", "new_pois", "travellers", "rest")
+SLICE_LABELS = {"all": "test day", "new_pois": "new POIs", "travellers": "travellers", "rest": "rest"}
+METRICS = ("ctr_auc", "ctcvr_auc", "ctr_gauc", "ctcvr_gauc", "ctr_logloss", "ctcvr_logloss")
+HEADERS = {"ctr_auc": "CTR AUC", "ctcvr_auc": "CTCVR AUC", "ctr_gauc": "CTR GAUC", "ctcvr_gauc": "CTCVR GAUC",
+           "ctr_logloss": "CTR logloss", "ctcvr_logloss": "CTCVR logloss"}
+
+
+def _stats(values: list[float]) -> dict[str, Any]:
+    v = np.asarray(values, dtype=float)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v),
+            "values": [float(x) for x in v]}
+
+
+def aggregate(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """name -> {label, kind, seeds, slices: {slice: {metric: stats}}, oracle, speed}."""
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        by_name.setdefault(r["name"], []).append(r)
+    out = {}
+    for name, runs in by_name.items():
+        slices = {s: {m: _stats([r["metrics"][s][m] for r in runs]) for m in METRICS} for s in SLICES}
+        first = runs[0]["metrics"]
+        out[name] = {"label": runs[0]["label"], "kind": runs[0]["kind"], "seeds": [r["seed"] for r in runs],
+                     "temperature": runs[0].get("temperature"), "negatives": runs[0].get("negatives"),
+                     "slices": slices,
+                     "rows": {s: first[s]["rows"] for s in SLICES},
+                     "gauc_users_skipped": {s: first[s]["gauc_users_skipped"] for s in SLICES},
+                     "oracle": {s: {"ctr_auc": first[s]["oracle_ctr_auc"], "ctcvr_auc": first[s]["oracle_ctcvr_auc"]}
+                                for s in SLICES},
+                     "train_samples_per_second": _stats([r["train_samples_per_second"] for r in runs]),
+                     "train_seconds": _stats([r["train_seconds"] for r in runs]),
+                     "parameters": runs[0].get("parameters")}
+    return out
+
+
+def gain(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float]:
+    """Mean of ``a`` minus mean of ``b`` and that gain in units of the std of the difference."""
+    g = a["mean"] - b["mean"]
+    sd = math.sqrt(a["std"] ** 2 + b["std"] ** 2)
+    return {"gain": g, "std_diff": sd, "z": g / sd if sd > 0 else (math.inf if g > 0 else -math.inf if g < 0 else 0.0)}
+
+
+def _fmt(s: dict[str, Any], digits: int = 4) -> str:
+    return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}" if s["n"] > 1 else f"{s['mean']:.{digits}f}"
+
+
+def _targets(models: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets, each with the numbers behind it."""
+    if "larr" not in models or "ple" not in models:
+        return {}
+    L, P = models["larr"]["slices"], models["ple"]["slices"]
+    out: dict[str, Any] = {}
+    for m in ("ctr_auc", "ctcvr_auc"):
+        g = gain(L["all"][m], P["all"][m])
+        out[f"larr_beats_ple_{m}_by_2std"] = {"pass": g["z"] > 2, **g}
+    gains = {s: gain(L[s]["ctr_auc"], P[s]["ctr_auc"])["gain"] for s in SLICES}
+    top = max(("new_pois", "travellers", "rest"), key=lambda s: gains[s])
+    out["largest_ctr_gain_on_new_pois_or_travellers"] = {"pass": top in ("new_pois", "travellers"),
+                                                          "largest": top, "gains": gains}
+    for other in ("noal", "noft", "nocpt"):
+        if other in models:
+            g = {m: gain(L["all"][m], models[other]["slices"]["all"][m]) for m in ("ctr_auc", "ctcvr_auc")}
+            out[f"larr_beats_{other}"] = {"pass": all(x["gain"] > 0 for x in g.values()),
+                                          **{f"{m}_gain": x["gain"] for m, x in g.items()},
+                                          **{f"{m}_z": x["z"] for m, x in g.items()}}
+    return out
+
+
+def _sweep(models: dict[str, Any], param: str, default_value: float, base: str = "larr") -> list[dict[str, Any]]:
+    pts = [(m[param], name) for name, m in models.items() if m[param] is not None]
+    if base in models:
+        pts.append((default_value, base))
+    rows = []
+    for value, name in sorted(pts):
+        s = models[name]["slices"]["all"]
+        rows.append({"value": value, "name": name, "ctr_auc": s["ctr_auc"], "ctcvr_auc": s["ctcvr_auc"]})
+    return rows
+
+
+def _plots(out: Path, results: list[dict[str, Any]], main: list[str], models: dict[str, Any],
+           sweeps: dict[str, list[dict[str, Any]]]) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    first_seed = min(r["seed"] for r in results)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.5))
+    for r in results:
+        if r["name"] not in main or r["seed"] != first_seed:
+            continue
+        loss = np.asarray(r["history"]["loss"], dtype=float)
+        if len(loss):
+            w = max(1, len(loss) // 50)
+            smooth = np.convolve(loss, np.ones(w) / w, mode="valid")
+            ax1.plot(np.linspace(0, 1, len(smooth)), smooth, label=r["label"])
+        valid = r["history"].get("valid") or []
+        if valid:
+            ax2.plot([v["epoch"] for v in valid], [v["ctr_auc"] for v in valid], marker="o", label=r["label"])
+    ax1.set(xlabel="fraction of training", ylabel="training loss (moving average)",
+            title=f"training loss, seed {first_seed}")
+    ax2.set(xlabel="epoch", ylabel="validation-day CTR AUC", title="validation CTR AUC per epoch")
+    ax1.legend(fontsize=7)
+    ax2.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "training_curves.png", dpi=110)
+    plt.close(fig)
+    written.append("training_curves.png")
+    ple = models.get("ple", {}).get("slices", {}).get("all", {}).get("ctr_auc")
+    for key, xlabel, fname, title in (("temperature", "alignment temperature (log scale)", "temperature_sweep.png",
+                                       "Fig. 4a: alignment temperature"),
+                                      ("negatives", "sampled negatives per positive (0 = every other sample)",
+                                       "negatives_sweep.png", "Fig. 4b: negative sampling in alignment")):
+        pts = sweeps.get(key) or []
+        if len(pts) < 2:
+            continue
+        fig, ax = plt.subplots(figsize=(6, 4))
+        xs = [p["value"] for p in pts]
+        ax.errorbar(xs, [p["ctr_auc"]["mean"] for p in pts], yerr=[p["ctr_auc"]["std"] for p in pts], marker="o",
+                    capsize=3, label="LARR")
+        if ple:
+            ax.axhline(ple["mean"], color="grey", ls="--", label="PLE (no LLM)")
+        if key == "temperature":
+            ax.set_xscale("log")
+        else:
+            ax.set_xscale("symlog", linthresh=1)
+        ax.set(xlabel=xlabel, ylabel="test-day CTR AUC", title=title)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / fname, dpi=110)
+        plt.close(fig)
+        written.append(fname)
+    return written
+
+
+def write(out: Path, results: list[dict[str, Any]], cfg: LarrConfig, main: list[str], seconds: float,
+          command: str | None = None) -> dict[str, Any]:
+    """Write ``report.json``, ``report.md`` and the plots into ``out``; return the report dict."""
+    models = aggregate(results)
+    c = cfg.ctr
+    sweeps = {"temperature": _sweep(models, "temperature", c.align_temperature),
+              "negatives": _sweep(models, "negatives", c.align_negatives)}
+    gains = {n: {s: {m: gain(models[n]["slices"][s][m], models["ple"]["slices"][s][m])
+                     for m in ("ctr_auc", "ctcvr_auc")} for s in SLICES}
+             for n in main if n in models and "ple" in models and n != "ple"}
+    report = {"command": command or f"larr experiment paper --profile {cfg.profile} --seeds "
+                                    f"{max((len(m['seeds']) for m in models.values()), default=0)} --out {out}",
+              "seeds": sorted({r["seed"] for r in results}), "seconds": seconds, "main": [n for n in main if n in models],
+              "models": models, "gains_vs_ple": gains, "targets": _targets(models), "sweeps": sweeps,
+              "config": config_to_dict(cfg)}
+    report["plots"] = _plots(out, results, main, models, sweeps)
+    (out / "report.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
+    (out / "report.md").write_text(markdown(report))
+    return report
+
+
+def markdown(report: dict[str, Any]) -> str:
+    models, main = report["models"], report["main"]
+    cfg = report["config"]["ctr"]
+    seeds = report["seeds"]
+    any_model = models[main[0]]
+    lines = [f"# CTR experiment (paper Tables 2-3, Fig. 4) -- profile `{report['config']['profile']}`", "",
+             f"Command: `{report['command']}`  ", f"Seeds: {seeds}; mean ± std over seeds (sample std). "
+             f"Batch {cfg['batch_size']}, lr {cfg['lr']}, {cfg['epochs']} epochs; alignment temperature "
+             f"{cfg['align_temperature']}, weight {cfg['align_weight']}; P5-style baseline trained on "
+             f"{cfg['p5']['train_samples']:,} sampled impressions. Total time {report['seconds'] / 60:.1f} min. "
+             "Config: `config.yaml` beside this file.", "",
+             "## Test day, all impressions", "",
+             "| model | " + " | ".join(HEADERS[m] for m in METRICS) + " |",
+             "|---|" + "---|" * len(METRICS)]
+    for n in main:
+        s = models[n]["slices"]["all"]
+        lines.append(f"| {models[n]['label']} | " + " | ".join(_fmt(s[m]) for m in METRICS) + " |")
+    o = any_model["oracle"]["all"]
+    lines.append(f"| oracle (simulator's true probabilities) | {o['ctr_auc']:.4f} | {o['ctcvr_auc']:.4f} | | | | |")
+    lines.append("")
+    skipped = any_model["gauc_users_skipped"]["all"]
+    lines.append(f"GAUC: per-user AUC weighted by the user's impressions; {skipped:,} users with one label class "
+                 "only (all clicks or none) are skipped.")
+    for m in ("ctr_auc", "ctcvr_auc"):
+        lines += ["", f"## {HEADERS[m]} per slice", "",
+                  "| model | " + " | ".join(f"{SLICE_LABELS[s]} (n={any_model['rows'][s]:,})" for s in SLICES) + " |",
+                  "|---|" + "---|" * len(SLICES)]
+        for n in main:
+            lines.append(f"| {models[n]['label']} | " + " | ".join(_fmt(models[n]["slices"][s][m]) for s in SLICES)
+                         + " |")
+        lines.append("| oracle | " + " | ".join(f"{any_model['oracle'][s][m]:.4f}" for s in SLICES) + " |")
+    if report["gains_vs_ple"]:
+        lines += ["", "## Gain over PLE (AUC points; z = gain / std of the difference)", "",
+                  "| model | " + " | ".join(f"CTR {SLICE_LABELS[s]}" for s in SLICES) + " | CTCVR test day |",
+                  "|---|" + "---|" * (len(SLICES) + 1)]
+        for n, g in report["gains_vs_ple"].items():
+            cells = [f"{g[s]['ctr_auc']['gain']:+.4f} (z {g[s]['ctr_auc']['z']:.1f})" for s in SLICES]
+            cells.append(f"{g['all']['ctcvr_auc']['gain']:+.4f} (z {g['all']['ctcvr_auc']['z']:.1f})")
+            lines.append(f"| {models[n]['label']} | " + " | ".join(cells) + " |")
+    if report["targets"]:
+        lines += ["", "## Targets", ""]
+        for name, t in report["targets"].items():
+            detail = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                               for k, v in t.items() if k not in ("pass", "gains"))
+            lines.append(f"- {'PASS' if t['pass'] else 'FAIL'} `{name}`: {detail}")
+    for key, title in (("temperature", "Alignment temperature sweep (Fig. 4a)"),
+                       ("negatives", "Negative-sampling sweep (Fig. 4b; 0 = every other sample of the batch)")):
+        pts = report["sweeps"].get(key) or []
+        if len(pts) < 2:
+            continue
+        lines += ["", f"## {title}", "", f"| {key} | CTR AUC | CTCVR AUC | seeds |", "|---|---|---|---|"]
+        for p in pts:
+            lines.append(f"| {p['value']:g} | {_fmt(p['ctr_auc'])} | {_fmt(p['ctcvr_auc'])} | {p['ctr_auc']['n']} |")
+    lines += ["", "## Training speed (this machine, CPU)", "", "| model | parameters | train samples/s | train s |",
+              "|---|---|---|---|"]
+    for n in main:
+        m = models[n]
+        lines.append(f"| {m['label']} | {m['parameters'] or 0:,} | {m['train_samples_per_second']['mean']:,.0f} | "
+                     f"{m['train_seconds']['mean']:.0f} |")
+    lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in report.get("plots", [])]
+    return "\n".join(lines) + "\n"

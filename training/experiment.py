@@ -1,0 +1,143 @@
+"""``larr experiment paper``: the paper's whole CTR comparison in one command (paper Tables 2-3, Fig. 4).
+
+For every seed it trains the baselines (Wide&Deep, DeepFM, the P5-style LLM-in-the-loop classifier), the
+ablations (PLE = no LLM, noCPT, noFT, noAL) and LARR Complete; then the alignment temperature sweep
+(Fig. 4a) and the negative-sampling sweep (Fig. 4b); then writes ``report.md``, ``report.json`` and PNG plots
+(:mod:`training.ctr_report`).
+
+The ablations differ only in the scene-vector table the same model reads:
+
+* Complete / noAL: vectors of the CPT + contrastive encoder (``DATA/features``, written by ``larr embed``);
+* noCPT: vectors of the encoder fine-tuned from the base model without CPT (``DATA/features_nocpt``);
+* noFT: vectors of the CPT model without contrastive fine-tuning (``DATA/features_noft``).
+
+Missing tables are embedded here through the production path (the Spark embedding job).  Every run's result
+is written to ``OUT/runs/<name>_seed<S>.json`` as soon as it finishes and a re-run skips finished runs, so an
+interrupted experiment resumes where it stopped.  The resolved config is saved as ``OUT/config.yaml``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from larr.config import LarrConfig, save_config
+from training import ctr_report
+from training.ctr import CtrData, run_ctr, run_p5
+
+log = logging.getLogger("larr.experiment")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the report: a model kind reading one scene-vector table, with config overrides."""
+
+    name: str
+    kind: str
+    label: str
+    table: str | None = None  # features folder name under DATA, for the models that read scene vectors
+    temperature: float | None = None
+    negatives: int | None = None
+
+
+MAIN = (
+    Variant("wdl", "wdl", "Wide&Deep (no LLM)"),
+    Variant("deepfm", "deepfm", "DeepFM (no LLM)"),
+    Variant("p5", "p5", "P5-style (LLM in the loop)"),
+    Variant("ple", "ple", "LARR-PLE (no LLM)"),
+    Variant("nocpt", "larr", "LARR-noCPT", "features_nocpt"),
+    Variant("noft", "larr", "LARR-noFT", "features_noft"),
+    Variant("noal", "noal", "LARR-noAL", "features"),
+    Variant("larr", "larr", "LARR Complete", "features"),
+)
+TABLE_ENCODERS = {"features": "encoder", "features_nocpt": "encoder_nocpt", "features_noft": "encoder_noft"}
+
+
+def sweep_variants(cfg: LarrConfig) -> list[Variant]:
+    """Fig. 4a/4b points; the point equal to Complete's settings is Complete itself (not trained twice)."""
+    c = cfg.ctr
+    out = [Variant(f"larr_t{t:g}", "larr", f"LARR, temperature {t:g}", "features", temperature=t)
+           for t in c.sweep_temperatures if t != c.align_temperature]
+    out += [Variant(f"larr_neg{k}", "larr", f"LARR, {k} sampled negatives", "features", negatives=k)
+            for k in c.sweep_negatives if k != c.align_negatives]
+    return out
+
+
+def ensure_tables(cfg: LarrConfig, data: Path, llm: Path, tables: set[str], spark: Any = None) -> None:
+    """Embed the scene-vector tables the variants need and do not have yet (Spark embedding job).  A session
+    passed in is used and left running; otherwise one is started and stopped here."""
+    missing = [t for t in sorted(tables) if not (data / t / "scene_value_embeddings.parquet").exists()]
+    if not missing:
+        return
+    from spark_jobs import embed_features
+    from spark_jobs.common import spark_session
+    from training.contrastive import save_noft_encoder
+
+    own = spark is None
+    spark = spark or spark_session(cfg, "larr-experiment-embed")
+    try:
+        for table in missing:
+            encoder = llm / TABLE_ENCODERS[table]
+            if table == "features_noft" and not (encoder / "encoder.json").exists():
+                save_noft_encoder(cfg, llm)
+            if not (encoder / "encoder.json").exists():
+                raise FileNotFoundError(f"{encoder} missing: run `larr train all ... --init cpt base` first")
+            dim = json.loads((encoder / "encoder.json").read_text())["dim"]
+            # ablation tables feed the CTR model only, never a Feast view: they keep the encoder's own width
+            run_cfg = cfg.model_copy(update={"features": cfg.features.model_copy(update={"embedding_dim": dim})})
+            log.info("embedding scene values with %s into %s", encoder, data / table)
+            embed_features.run(spark, run_cfg, data, data / "jobs", validate=False, encoder=encoder,
+                               features=data / table)
+    finally:
+        if own:
+            spark.stop()
+
+
+def _run_one(cfg: LarrConfig, v: Variant, d: CtrData, seed: int, llm: Path, progress: bool) -> dict[str, Any]:
+    if v.kind == "p5":
+        return run_p5(cfg, d, seed, llm, progress=progress)
+    update = {k: val for k, val in (("align_temperature", v.temperature), ("align_negatives", v.negatives))
+              if val is not None}
+    ctr_cfg = cfg.ctr.model_copy(update=update)
+    return run_ctr(ctr_cfg, v.kind, d, seed, d.data / v.table if v.table else None, progress=progress)
+
+
+def run_paper(cfg: LarrConfig, data: Path, llm: Path, out: Path, seeds: int = 3, models: list[str] | None = None,
+              sweeps: bool = True, progress: bool = True, spark: Any = None) -> dict[str, Any]:
+    """Train every variant for ``seeds`` seeds (cfg.seed, cfg.seed + 1, ...), the sweeps, and write the report."""
+    known = {v.name for v in MAIN}
+    chosen = [v for v in MAIN if models is None or v.name in models]
+    unknown = sorted(set(models or []) - known)
+    if unknown:
+        raise ValueError(f"--models: unknown model(s) {unknown}; choose from {', '.join(sorted(known))}")
+    sweep = sweep_variants(cfg) if sweeps else []
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out)
+    ensure_tables(cfg, data, llm, {v.table for v in chosen + sweep if v.table}, spark)
+    d = CtrData.load(data)
+    plan = [(v, cfg.seed + i) for i in range(seeds) for v in chosen]
+    plan += [(v, cfg.seed + i) for i in range(cfg.ctr.sweep_seeds) for v in sweep]
+    results: list[dict[str, Any]] = []
+    t_all = time.perf_counter()
+    for n, (v, seed) in enumerate(plan, 1):
+        path = out / "runs" / f"{v.name}_seed{seed}.json"
+        if path.exists():
+            r = json.loads(path.read_text())
+            log.info("[%d/%d] %s seed %d: done before, reusing %s", n, len(plan), v.name, seed, path)
+        else:
+            t0 = time.perf_counter()
+            r = _run_one(cfg, v, d, seed, llm, progress)
+            r.update(name=v.name, label=v.label, temperature=v.temperature, negatives=v.negatives,
+                     wall_seconds=time.perf_counter() - t0)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(r, indent=1) + "\n")
+            m = r["metrics"]["all"]
+            log.info("[%d/%d] %s seed %d: CTR AUC %.4f CTCVR AUC %.4f (%.0fs)", n, len(plan), v.name, seed,
+                     m["ctr_auc"], m["ctcvr_auc"], r["wall_seconds"])
+        results.append(r)
+    report = ctr_report.write(out, results, cfg, [v.name for v in chosen], seconds=time.perf_counter() - t_all)
+    return report
