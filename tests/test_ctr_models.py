@@ -141,3 +141,18 @@ def test_ctr_ctcvr_loss_equals_bce_of_the_probabilities() -> None:
     p_ctcvr = p_ctr * torch.sigmoid(out["cvr_logit"])
     bce = torch.nn.functional.binary_cross_entropy
     torch.testing.assert_close(ctr_ctcvr_loss(out, batch), bce(p_ctr, batch["click"]) + bce(p_ctcvr, batch["order"]))
+
+
+def test_agg_pooling_fast_path_equals_the_full_transformer_layer() -> None:
+    torch.manual_seed(0)
+    enc = SceneEncoder(D, 8, heads=4, ffn=32)
+    v = torch.randn(5, N, D)
+    missing = torch.zeros(5, N, dtype=torch.bool)
+    missing[1:, -2:] = True
+    x = torch.cat([enc.agg.expand(5, -1, -1), v], dim=1)
+    mask = torch.cat([torch.zeros(5, 1, dtype=torch.bool), missing], dim=1)
+    for mode in (enc.train, enc.eval):
+        mode()
+        full = enc.encoder(x, src_key_padding_mask=mask)[:, 0]
+        torch.testing.assert_close(enc._agg_output(x, mask), full, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(enc(v, missing), enc.head(full), atol=1e-5, rtol=1e-5)

@@ -110,10 +110,23 @@ class SceneEncoder(nn.Module):
         b = vectors.shape[0]
         x = torch.cat([self.agg.expand(b, -1, -1), vectors], dim=1)
         mask = torch.cat([torch.zeros(b, 1, dtype=torch.bool, device=missing.device), missing], dim=1)
+        if self.pooling == "agg":
+            return self.head(self._agg_output(x, mask))
         h = self.encoder(x, src_key_padding_mask=mask)
-        pooled = h[:, 0] if self.pooling == "agg" else h[:, 1:].masked_fill(missing.unsqueeze(-1), 0).sum(1) / (
-            (~missing).sum(1, keepdim=True).clamp(min=1))
+        pooled = h[:, 1:].masked_fill(missing.unsqueeze(-1), 0).sum(1) / (~missing).sum(1, keepdim=True).clamp(min=1)
         return self.head(pooled)
+
+    def _agg_output(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The layer's output at the aggregation token only.  With one layer and agg pooling nothing else is
+        read, so only the agg token's query is attended and only its row goes through the feed-forward block:
+        the same weights and the same value as the full layer at position 0 (tested), ~3x cheaper to train.
+        Mirrors ``nn.TransformerEncoderLayer`` (post-norm) step by step."""
+        layer = self.encoder.layers[0]
+        q = x[:, :1]
+        attended = layer.self_attn(q, x, x, key_padding_mask=mask, need_weights=False)[0]
+        h = layer.norm1(q + layer.dropout1(attended))
+        h = layer.norm2(h + layer.dropout2(layer.linear2(layer.dropout(layer.activation(layer.linear1(h))))))
+        return h[:, 0]
 
 
 def alignment_loss(e_s: torch.Tensor, t: torch.Tensor, temperature: float, negatives: int = 0) -> torch.Tensor:

@@ -1,0 +1,160 @@
+"""CTR model speed: training samples/s and peak memory of PLE and LARR at batch 2,400, and the scoring latency
+of one request of 100 candidates for LARR vs the P5-style LLM-in-the-loop baseline -- side by side in one run,
+on the CPU (and the GPU when one is present).
+
+Needs the outputs of the main job (bash scripts/demo.sh):
+
+    .venv/bin/python -m benchmarks.ctr_training [--data data/small] [--llm runs/small/llm] [--steps 30]
+
+Every training measurement runs in its own child process so that its peak memory (peak RSS on the CPU,
+``torch.cuda.max_memory_allocated`` on a GPU) is its own.  Scoring latency is a model call on one request
+(100 candidates of one test-day request, already looked up): LARR reads N scene vectors per candidate and runs
+the 1-layer transformer and PLE; P5 tokenises 100 impression texts and runs the LLM over each.  Feature
+lookups are the same for both and measured in ``benchmarks/feature_store.py``.  Prints a table and writes JSON
+(runs/bench/ctr_training.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from larr.config import load_config
+from larr.ctr.data import CtrStream
+from larr.ctr.p5 import P5Classifier, SceneTexts
+from training.ctr import CtrData, build_model
+
+
+def _peak_mb(device: str) -> float:
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _to(batch: dict[str, torch.Tensor], device: str) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def bench_training(kind: str, data: Path, device: str, steps: int, batch_size: int) -> dict:
+    """Training steps/s of one model on real batches (preprocessed ahead, so this is the model's cost)."""
+    cfg = load_config("small").ctr
+    d = CtrData.load(data)
+    scene = d.scene(data / "features") if kind == "larr" else None
+    model = build_model(kind, cfg, d.prep, scene).to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    stream = iter(CtrStream(d.train_files, d.prep, scene, batch_size, shuffle=True, seed=0))
+    batches = [_to(next(stream), device) for _ in range(min(steps, 20))]
+    seen, t0 = 0, 0.0
+    for step in range(steps + 3):
+        b = batches[step % len(batches)]
+        loss = model.loss(b, model(b))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step == 2:  # three warm-up steps
+            _sync(device)
+            t0 = time.perf_counter()
+        elif step > 2:
+            seen += len(b["click"])
+    _sync(device)
+    seconds = time.perf_counter() - t0
+    return {"what": f"train {kind}", "device": device, "batch": batch_size, "samples_per_s": seen / seconds,
+            "peak_mb": _peak_mb(device)}
+
+
+def _latency(fn, repeats: int, device: str) -> dict:
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append((time.perf_counter() - t0) * 1000)
+    return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99))}
+
+
+def bench_scoring(data: Path, llm: Path, device: str, candidates: int, repeats: int) -> list[dict]:
+    """One request of ``candidates`` candidates: LARR model call vs P5-style model call (tokenise + LLM)."""
+    cfg = load_config("small")
+    d = CtrData.load(data)
+    scene = d.scene(data / "features")
+    larr = build_model("larr", cfg.ctr, d.prep, scene).to(device).eval()
+    first_test = d.test_files[0]
+    rows = pd.read_parquet(first_test).head(candidates)  # one user's rows: the candidates of a request
+    batch = _to(next(iter(CtrStream([first_test], d.prep, scene, candidates))), device)
+    texts = SceneTexts(data / "jobs" / "scene_vocab").impressions(np.stack(rows["scene_keys"].to_numpy()))
+    p5 = P5Classifier(llm / "base", cfg.ctr.p5.max_length).to(device).eval()
+
+    def score_larr() -> None:
+        with torch.inference_mode():
+            larr(batch)
+
+    def score_p5() -> None:
+        with torch.inference_mode():
+            enc = p5.tokenize(texts)
+            p5(enc["input_ids"].to(device), enc["attention_mask"].to(device))
+
+    tokens = int(p5.tokenize(texts)["attention_mask"].sum())
+    out = [{"what": f"score {candidates} candidates: LARR", "device": device, **_latency(score_larr, repeats, device)},
+           {"what": f"score {candidates} candidates: P5-style", "device": device, "tokens": tokens,
+            **_latency(score_p5, max(10, repeats // 5), device)}]
+    out[1]["ratio_p50_vs_larr"] = out[1]["p50_ms"] / out[0]["p50_ms"]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default="data/small")
+    ap.add_argument("--llm", default="runs/small/llm")
+    ap.add_argument("--steps", type=int, default=30, help="timed training steps per model")
+    ap.add_argument("--batch", type=int, default=2400)
+    ap.add_argument("--candidates", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=100)
+    ap.add_argument("--out", default="runs/bench/ctr_training.json")
+    ap.add_argument("--child", nargs=2, metavar=("KIND", "DEVICE"), help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        print(json.dumps(bench_training(a.child[0], Path(a.data), a.child[1], a.steps, a.batch)))
+        return
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    rows = []
+    for device in devices:
+        for kind in ("ple", "larr"):
+            res = subprocess.run([sys.executable, "-m", "benchmarks.ctr_training", "--data", a.data, "--steps",
+                                  str(a.steps), "--batch", str(a.batch), "--child", kind, device],
+                                 check=True, capture_output=True, text=True)
+            rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
+        rows += bench_scoring(Path(a.data), Path(a.llm), device, a.candidates, a.repeats)
+    print(f"{'what':<34} {'device':<6} {'samples/s':>10} {'peak MB':>8} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6}")
+    for r in rows:
+        sps = f"{r['samples_per_s']:,.0f}" if "samples_per_s" in r else ""
+        peak = f"{r['peak_mb']:,.0f}" if "peak_mb" in r else ""
+        p50 = f"{r['p50_ms']:.2f}" if "p50_ms" in r else ""
+        p99 = f"{r['p99_ms']:.2f}" if "p99_ms" in r else ""
+        ratio = f"{r['ratio_p50_vs_larr']:.0f}x" if "ratio_p50_vs_larr" in r else ""
+        print(f"{r['what']:<34} {r['device']:<6} {sps:>10} {peak:>8} {p50:>8} {p99:>8} {ratio:>6}")
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": platform.platform(), "torch": torch.__version__,
+                               "threads": torch.get_num_threads(), "results": rows}, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
