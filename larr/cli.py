@@ -232,7 +232,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     report = run_paper(cfg, Path(args.data), Path(args.llm), out, seeds=args.seeds, models=args.models,
                        sweeps=not args.no_sweeps, progress=not args.quiet)
     print((out / "report.md").read_text())
-    failed = [k for k, t in report["targets"].items() if not t["pass"]]
+    failed = [k for k, t in report["targets"].items() if t["pass"] is False]
     print(f"report: {out / 'report.md'}, {out / 'report.json'}; targets missed: {failed or 'none'}")
     return 0
 

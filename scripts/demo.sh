@@ -6,6 +6,8 @@
 #      base), and the stage 1-2 quality report
 #   4. embed every distinct feature text (Spark), publish to Feast (SQLite online store), recall examples
 #   5. Kafka (KRaft, local) + the event simulator + the consumer for a short window: freshness figures
+#   6. CTR: PLE vs LARR Complete, one seed (the whole comparison with baselines, ablations, 3 seeds and the
+#      sweeps: larr experiment paper --profile small --seeds 3 --out runs/small/paper, ~1 h on 2 cores)
 # Usage: bash scripts/demo.sh [DATA_DIR] [RUN_DIR]   (defaults: data/small runs/small)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,5 +35,9 @@ $LARR stream consume --repo "$RUN/feature_repo" --topic "$TOPIC" --group larr-de
   --backlog "$DATA/jobs/backlog/scene_backlog.jsonl" | tee "$RUN/stream_consume.json"
 wait $SIM
 echo "[demo] streaming: sent $(cat "$RUN/stream_simulate.json")"
+
+$LARR experiment paper --profile small --seeds 1 --no-sweeps --models ple larr --data "$DATA" --llm "$RUN/llm" \
+  --out "$RUN/ctr" -q
 echo "[demo] done: world in $DATA, job outputs in $DATA/jobs, LLM report $RUN/llm/report.md," \
-     "recall report $RUN/recall/recall_report.md, streaming figures $RUN/stream_consume.json"
+     "recall report $RUN/recall/recall_report.md, streaming figures $RUN/stream_consume.json," \
+     "CTR report $RUN/ctr/report.md"

@@ -156,3 +156,11 @@ def test_agg_pooling_fast_path_equals_the_full_transformer_layer() -> None:
         full = enc.encoder(x, src_key_padding_mask=mask)[:, 0]
         torch.testing.assert_close(enc._agg_output(x, mask), full, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(enc(v, missing), enc.head(full), atol=1e-5, rtol=1e-5)
+
+
+def test_deepfm_starts_unsaturated() -> None:
+    torch.manual_seed(0)
+    model = CtrModel("deepfm", [500] * 11, 5, CtrConfig())
+    b = {"cat": torch.randint(1, 500, (256, 11)), "num": torch.randn(256, 5)}
+    p = model(b)["p_ctr"]
+    assert p.min() > 0.05 and p.max() < 0.95  # an FM term of std ~30 would pin these at 0 or 1

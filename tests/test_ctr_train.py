@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
+import torch
+
 from larr.config import CtrConfig
-from training.ctr import CtrData, run_ctr
+from larr.ctr.data import Preprocessor
+from training.ctr import CtrData, build_model, run_ctr
 
 
-def test_tiny_ctr_run_writes_metrics_for_every_slice(tiny_world: Path, tiny_jobs: Path) -> None:
+def test_tiny_ctr_run_writes_metrics_for_every_slice(tiny_world: Path, tiny_jobs: Path, tmp_path: Path) -> None:
     d = CtrData.load(tiny_world, tiny_jobs / "ctr_samples")
     r = run_ctr(CtrConfig(epochs=2, batch_size=512), "ple", d, seed=1, progress=False)
     m = r["metrics"]
@@ -20,14 +25,17 @@ def test_tiny_ctr_run_writes_metrics_for_every_slice(tiny_world: Path, tiny_jobs
     assert 0.5 < m["all"]["ctr_auc"] < m["all"]["oracle_ctr_auc"]
     assert r["train_samples_per_second"] > 0 and len(r["history"]["loss"]) > 0
     assert [v["epoch"] for v in r["history"]["valid"]] == [1, 2]
-    # seeded: the same run gives the same result
-    again = run_ctr(CtrConfig(epochs=2, batch_size=512), "ple", d, seed=1, progress=False)
+    # seeded: the same run gives the same result; the saved artefact rebuilds the same model
+    again = run_ctr(CtrConfig(epochs=2, batch_size=512), "ple", d, seed=1, progress=False, save=tmp_path / "m")
     assert again["metrics"]["all"]["ctr_auc"] == m["all"]["ctr_auc"]
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    rebuilt = build_model(meta["kind"], CtrConfig(**meta["ctr"]), Preprocessor.load(tmp_path / "m" / "preprocessor.json"),
+                          None)
+    rebuilt.load_state_dict(torch.load(tmp_path / "m" / "model.pt"))
+    assert sum(p.numel() for p in rebuilt.parameters()) == again["parameters"]
 
 
 def test_missing_inputs_name_the_fix(tiny_world: Path, tiny_jobs: Path, tmp_path: Path) -> None:
-    import pytest
-
     with pytest.raises(FileNotFoundError, match="run `larr generate`"):
         CtrData.load(tmp_path, tiny_jobs / "ctr_samples")
     d = CtrData.load(tiny_world, tiny_jobs / "ctr_samples")

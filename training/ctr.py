@@ -131,11 +131,13 @@ def build_model(kind: str, cfg: CtrConfig, prep: Preprocessor, scene: SceneTable
 
 
 def run_ctr(cfg: CtrConfig, kind: str, d: CtrData, seed: int, features: Path | None = None,
-            progress: bool = True) -> dict[str, Any]:
+            progress: bool = True, save: Path | None = None) -> dict[str, Any]:
     """Train one id/feature model (``ple``, ``larr``, ``noal``, ``wdl``, ``deepfm``) and evaluate it.
 
     Returns metrics per slice, the training history (loss per step, alignment loss per step, validation-day
-    AUC per epoch), wall time and training samples/s."""
+    AUC per epoch), wall time and training samples/s.  With ``save`` the model artefact is written there:
+    ``model.pt`` (state dict), ``preprocessor.json`` (vocabularies, numeric statistics) and ``model.json``
+    (kind, config, scene table) -- what a scorer needs to rebuild the model without the training data."""
     seed_everything(seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -169,10 +171,18 @@ def run_ctr(cfg: CtrConfig, kind: str, d: CtrData, seed: int, features: Path | N
         log.info("%s seed %d epoch %d: valid CTR AUC %.4f", kind, seed, epoch + 1, history["valid"][-1]["ctr_auc"])
     t0 = time.perf_counter()
     p_ctr, p_ctcvr = _predict(model, d.test_files, d, scene, cfg.eval_batch_size)
+    test_seconds = time.perf_counter() - t0
+    if save is not None:
+        save.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), save / "model.pt")
+        d.prep.save(save / "preprocessor.json")
+        (save / "model.json").write_text(json.dumps({"kind": kind, "seed": seed, "ctr": cfg.model_dump(),
+                                                     "categorical": CATEGORICAL, "numeric": NUMERIC,
+                                                     "scene_table": str(features) if scene else None}, indent=2))
     return {"kind": kind, "seed": seed, "features": str(features) if scene is not None else None,
             "metrics": evaluate(d.test, p_ctr, p_ctcvr), "history": history,
             "train_seconds": train_seconds, "train_samples_per_second": seen / max(train_seconds, 1e-9),
-            "test_rows_per_second": len(d.test) / max(time.perf_counter() - t0, 1e-9),
+            "test_rows_per_second": len(d.test) / max(test_seconds, 1e-9),
             "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
 
 
@@ -257,12 +267,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--llm", default="runs/small/llm", help="LLM run folder (P5 fine-tunes its backbone)")
     ap.add_argument("--out", default="runs/small/ctr")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--save", help="write the model artefact (weights, preprocessor, config) to this folder")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = load_config(a.profile, overrides=a.overrides, seed=a.seed)
     d = CtrData.load(Path(a.data))
     r = run_p5(cfg, d, a.seed, Path(a.llm)) if a.kind == "p5" else \
-        run_ctr(cfg.ctr, a.kind, d, a.seed, Path(a.features) if a.features else None)
+        run_ctr(cfg.ctr, a.kind, d, a.seed, Path(a.features) if a.features else None,
+                save=Path(a.save) if a.save else None)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{a.kind}_seed{a.seed}.json").write_text(json.dumps(r, indent=2) + "\n")

@@ -55,11 +55,16 @@ def gain(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float]:
     """Mean of ``a`` minus mean of ``b`` and that gain in units of the std of the difference."""
     g = a["mean"] - b["mean"]
     sd = math.sqrt(a["std"] ** 2 + b["std"] ** 2)
-    return {"gain": g, "std_diff": sd, "z": g / sd if sd > 0 else (math.inf if g > 0 else -math.inf if g < 0 else 0.0)}
+    # one seed has no spread: no z rather than an infinite one
+    return {"gain": g, "std_diff": sd, "z": g / sd if sd > 0 and min(a["n"], b["n"]) > 1 else math.nan}
 
 
 def _fmt(s: dict[str, Any], digits: int = 4) -> str:
     return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}" if s["n"] > 1 else f"{s['mean']:.{digits}f}"
+
+
+def _gain_cell(g: dict[str, float]) -> str:
+    return f"{g['gain']:+.4f}" + ("" if math.isnan(g["z"]) else f" (z {g['z']:.1f})")
 
 
 def _targets(models: dict[str, Any]) -> dict[str, Any]:
@@ -70,7 +75,7 @@ def _targets(models: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for m in ("ctr_auc", "ctcvr_auc"):
         g = gain(L["all"][m], P["all"][m])
-        out[f"larr_beats_ple_{m}_by_2std"] = {"pass": g["z"] > 2, **g}
+        out[f"larr_beats_ple_{m}_by_2std"] = {"pass": None if math.isnan(g["z"]) else bool(g["z"] > 2), **g}
     gains = {s: gain(L[s]["ctr_auc"], P[s]["ctr_auc"])["gain"] for s in SLICES}
     top = max(("new_pois", "travellers", "rest"), key=lambda s: gains[s])
     out["largest_ctr_gain_on_new_pois_or_travellers"] = {"pass": top in ("new_pois", "travellers"),
@@ -209,15 +214,15 @@ def markdown(report: dict[str, Any]) -> str:
                   "| model | " + " | ".join(f"CTR {SLICE_LABELS[s]}" for s in SLICES) + " | CTCVR test day |",
                   "|---|" + "---|" * (len(SLICES) + 1)]
         for n, g in report["gains_vs_ple"].items():
-            cells = [f"{g[s]['ctr_auc']['gain']:+.4f} (z {g[s]['ctr_auc']['z']:.1f})" for s in SLICES]
-            cells.append(f"{g['all']['ctcvr_auc']['gain']:+.4f} (z {g['all']['ctcvr_auc']['z']:.1f})")
+            cells = [_gain_cell(g[s]["ctr_auc"]) for s in SLICES] + [_gain_cell(g["all"]["ctcvr_auc"])]
             lines.append(f"| {models[n]['label']} | " + " | ".join(cells) + " |")
     if report["targets"]:
         lines += ["", "## Targets", ""]
         for name, t in report["targets"].items():
             detail = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                for k, v in t.items() if k not in ("pass", "gains"))
-            lines.append(f"- {'PASS' if t['pass'] else 'FAIL'} `{name}`: {detail}")
+            verdict = "n/a (needs 2+ seeds)" if t["pass"] is None else "PASS" if t["pass"] else "FAIL"
+            lines.append(f"- {verdict} `{name}`: {detail}")
     for key, title in (("temperature", "Alignment temperature sweep (Fig. 4a)"),
                        ("negatives", "Negative-sampling sweep (Fig. 4b; 0 = every other sample of the batch)")):
         pts = report["sweeps"].get(key) or []
