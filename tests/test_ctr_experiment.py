@@ -17,7 +17,7 @@ from larr.config import load_config
 from larr.ctr.models import ctr_ctcvr_loss
 from larr.ctr.p5 import P5Classifier, SceneTexts
 from training import contrastive
-from training.experiment import MAIN, run_paper
+from training.experiment import MAIN, run_paper, select_temperature
 
 OVERRIDES = ["ctr.epochs=2", "ctr.batch_size=256", "ctr.shuffle_buffer=5000", "ctr.p5.train_samples=256",
              "ctr.p5.max_length=160", "ctr.sweep_temperatures=[0.1,1.0]", "ctr.sweep_negatives=[0,4]"]
@@ -47,7 +47,8 @@ def test_experiment_writes_a_complete_report(experiment: dict) -> None:
               "negatives_sweep.png"):
         assert (out / f).stat().st_size > 0, f
     on_disk = json.loads((out / "report.json").read_text())
-    assert set(on_disk["main"]) == {v.name for v in MAIN}
+    # every row, plus LARR at the validation-selected temperature when that is not the paper's 0.1
+    assert {v.name for v in MAIN} <= set(on_disk["main"]) <= {v.name for v in MAIN} | {"larr_t1"}
     assert on_disk["seeds"] == [7, 8]
     for name in on_disk["main"]:
         m = on_disk["models"][name]
@@ -80,7 +81,9 @@ def test_experiment_writes_a_complete_report(experiment: dict) -> None:
 
 def test_experiment_resumes_without_retraining(experiment: dict) -> None:
     runs = sorted((experiment["out"] / "runs").glob("*.json"))
-    assert len(runs) == 2 * len(MAIN) + 2  # 8 models x 2 seeds + one temperature and one negatives point
+    tuned = "larr_t1" in experiment["report"]["main"]
+    # 8 models x 2 seeds + one temperature and one negatives point (+ the selected temperature's second seed)
+    assert len(runs) == 2 * len(MAIN) + 2 + tuned
     before = {p: p.stat().st_mtime_ns for p in runs}
     again = run_paper(experiment["cfg"], experiment["data"], experiment["llm"], experiment["out"], seeds=2,
                       progress=False)
@@ -119,3 +122,20 @@ def test_p5_classifier_scores_and_learns(tiny_jobs: Path, tiny_llm: dict) -> Non
     assert loss.item() < 0.5 * first
     with pytest.raises(KeyError, match="have no text in scene_vocab"):
         texts.impressions(np.array([[123456789]]))
+
+
+def test_temperature_is_selected_on_the_validation_day_only() -> None:
+    cfg = load_config("tiny", overrides=["ctr.sweep_seeds=2"])
+
+    def run(name: str, seed: int, valid: float, test: float, temperature: float | None = None,
+            negatives: int | None = None, kind: str = "larr") -> dict:
+        return {"name": name, "kind": kind, "seed": seed, "temperature": temperature, "negatives": negatives,
+                "history": {"valid": [{"epoch": 1, "ctr_auc": 0.5}, {"epoch": 2, "ctr_auc": valid}]},
+                "metrics": {"all": {"ctr_auc": test}}}
+
+    results = [run("larr", 7, 0.70, 0.90), run("larr", 8, 0.72, 0.90),  # best on test, not on validation
+               run("larr_t0.5", 7, 0.74, 0.60, 0.5), run("larr_t0.5", 8, 0.74, 0.60, 0.5),
+               run("larr_t1", 7, 0.80, 0.60, 1.0), run("larr_t1", 8, 0.60, 0.60, 1.0),  # mean 0.70
+               run("larr_neg4", 7, 0.99, 0.99, negatives=4), run("noal", 7, 0.99, 0.99, kind="noal"),
+               run("larr_t1", 9, 0.99, 0.99, 1.0)]  # seed 9 is not a sweep seed
+    assert select_temperature(results, cfg) == 0.5

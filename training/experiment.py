@@ -106,23 +106,31 @@ def _run_one(cfg: LarrConfig, v: Variant, d: CtrData, seed: int, llm: Path, prog
     return run_ctr(ctr_cfg, v.kind, d, seed, d.data / v.table if v.table else None, progress=progress)
 
 
-def run_paper(cfg: LarrConfig, data: Path, llm: Path, out: Path, seeds: int = 3, models: list[str] | None = None,
-              sweeps: bool = True, progress: bool = True, spark: Any = None) -> dict[str, Any]:
-    """Train every variant for ``seeds`` seeds (cfg.seed, cfg.seed + 1, ...), the sweeps, and write the report."""
-    known = {v.name for v in MAIN}
-    chosen = [v for v in MAIN if models is None or v.name in models]
-    unknown = sorted(set(models or []) - known)
-    if unknown:
-        raise ValueError(f"--models: unknown model(s) {unknown}; choose from {', '.join(sorted(known))}")
-    sweep = sweep_variants(cfg) if sweeps else []
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out)
-    ensure_tables(cfg, data, llm, {v.table for v in chosen + sweep if v.table}, spark)
-    d = CtrData.load(data)
-    plan = [(v, cfg.seed + i) for i in range(seeds) for v in chosen]
-    plan += [(v, cfg.seed + i) for i in range(cfg.ctr.sweep_seeds) for v in sweep]
+def select_temperature(results: list[dict[str, Any]], cfg: LarrConfig) -> float:
+    """The alignment temperature with the best mean validation-day CTR AUC (final epoch) over the sweep seeds --
+    model selection on the validation day, never the test day."""
+    sweep_seeds = {cfg.seed + i for i in range(cfg.ctr.sweep_seeds)}
+    by_t: dict[float, list[float]] = {}
+    for r in results:
+        if r["seed"] not in sweep_seeds:
+            continue
+        if r["name"] == "larr":
+            t = cfg.ctr.align_temperature
+        elif r["kind"] == "larr" and r.get("temperature") is not None:
+            t = r["temperature"]
+        else:  # other models and the negative-sampling points
+            continue
+        by_t.setdefault(t, []).append(r["history"]["valid"][-1]["ctr_auc"])
+    best = max(by_t, key=lambda t: sum(by_t[t]) / len(by_t[t]))
+    log.info("alignment temperature by validation-day CTR AUC: %s -> %g",
+             {t: round(sum(v) / len(v), 4) for t, v in sorted(by_t.items())}, best)
+    return best
+
+
+def _run_plan(cfg: LarrConfig, plan: list[tuple[Variant, int]], d: CtrData, llm: Path, out: Path,
+              progress: bool) -> list[dict[str, Any]]:
+    """Run (or reuse, when its file exists) every (variant, seed) of ``plan`` in order."""
     results: list[dict[str, Any]] = []
-    t_all = time.perf_counter()
     for n, (v, seed) in enumerate(plan, 1):
         path = out / "runs" / f"{v.name}_seed{seed}.json"
         if path.exists():
@@ -139,5 +147,39 @@ def run_paper(cfg: LarrConfig, data: Path, llm: Path, out: Path, seeds: int = 3,
             log.info("[%d/%d] %s seed %d: CTR AUC %.4f CTCVR AUC %.4f (%.0fs)", n, len(plan), v.name, seed,
                      m["ctr_auc"], m["ctcvr_auc"], r["wall_seconds"])
         results.append(r)
-    report = ctr_report.write(out, results, cfg, [v.name for v in chosen], seconds=time.perf_counter() - t_all)
+    return results
+
+
+def run_paper(cfg: LarrConfig, data: Path, llm: Path, out: Path, seeds: int = 3, models: list[str] | None = None,
+              sweeps: bool = True, progress: bool = True, spark: Any = None) -> dict[str, Any]:
+    """Train every variant for ``seeds`` seeds (cfg.seed, cfg.seed + 1, ...), the sweeps, and write the report."""
+    known = {v.name for v in MAIN}
+    chosen = [v for v in MAIN if models is None or v.name in models]
+    unknown = sorted(set(models or []) - known)
+    if unknown:
+        raise ValueError(f"--models: unknown model(s) {unknown}; choose from {', '.join(sorted(known))}")
+    sweep = sweep_variants(cfg) if sweeps else []
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out)
+    ensure_tables(cfg, data, llm, {v.table for v in chosen + sweep if v.table}, spark)
+    d = CtrData.load(data)
+    plan = [(v, cfg.seed + i) for i in range(seeds) for v in chosen]
+    plan += [(v, cfg.seed + i) for i in range(cfg.ctr.sweep_seeds) for v in sweep]
+    t_all = time.perf_counter()
+    results = _run_plan(cfg, plan, d, llm, out, progress)
+    main = [v.name for v in chosen]
+    if sweeps and any(v.name == "larr" for v in chosen) and len(cfg.ctr.sweep_temperatures) > 1:
+        best = select_temperature(results, cfg)
+        if best != cfg.ctr.align_temperature:
+            tuned = next(v for v in sweep if v.temperature == best)
+            tuned = Variant(tuned.name, "larr", f"LARR Complete, temperature {best:g} (selected on the validation day)",
+                            "features", temperature=best)
+            done = {r["seed"] for r in results if r["name"] == tuned.name}
+            results += _run_plan(cfg, [(tuned, cfg.seed + i) for i in range(seeds) if cfg.seed + i not in done],
+                                 d, llm, out, progress)
+            for r in results:
+                if r["name"] == tuned.name:
+                    r["label"] = tuned.label
+            main.insert(main.index("larr") + 1, tuned.name)
+    report = ctr_report.write(out, results, cfg, main, seconds=time.perf_counter() - t_all)
     return report
