@@ -113,6 +113,7 @@ def _plots(out: Path, results: list[dict[str, Any]], main: list[str], models: di
 
     written = []
     first_seed = min(r["seed"] for r in results)
+    colour = {name: f"C{i % 10}" for i, name in enumerate(main)}  # the same colour in every panel
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.5))
     for r in results:
         if r["name"] not in main or r["seed"] != first_seed:
@@ -121,11 +122,12 @@ def _plots(out: Path, results: list[dict[str, Any]], main: list[str], models: di
         if len(loss):
             w = max(1, len(loss) // 50)
             smooth = np.convolve(loss, np.ones(w) / w, mode="valid")
-            ax1.plot(np.linspace(0, 1, len(smooth)), smooth, label=r["label"])
+            ax1.plot(np.linspace(0, 1, len(smooth)), smooth, label=r["label"], color=colour[r["name"]])
         valid = r["history"].get("valid") or []
         if valid:
-            ax2.plot([v["epoch"] for v in valid], [v["ctr_auc"] for v in valid], marker="o", label=r["label"])
-    ax1.set(xlabel="fraction of training", ylabel="training loss (moving average)",
+            ax2.plot([v["epoch"] for v in valid], [v["ctr_auc"] for v in valid], marker="o", label=r["label"],
+                     color=colour[r["name"]])
+    ax1.set(xlabel="fraction of training", ylabel="loss (moving average; LARR rows include 0.05 x alignment)",
             title=f"training loss, seed {first_seed}")
     ax2.set(xlabel="epoch", ylabel="validation-day CTR AUC", title="validation CTR AUC per epoch")
     ax1.legend(fontsize=7)
@@ -191,7 +193,8 @@ def markdown(report: dict[str, Any]) -> str:
              f"Command: `{report['command']}`  ", f"Seeds: {seeds}; mean ± std over seeds (sample std). "
              f"Batch {cfg['batch_size']}, lr {cfg['lr']}, {cfg['epochs']} epochs; alignment temperature "
              f"{cfg['align_temperature']}, weight {cfg['align_weight']}; P5-style baseline trained on "
-             f"{cfg['p5']['train_samples']:,} sampled impressions. Total time {report['seconds'] / 60:.1f} min. "
+             f"{cfg['p5']['train_samples']:,} sampled impressions. Time of all runs, summed: "
+             f"{report['seconds'] / 60:.0f} min. "
              "Config: `config.yaml` beside this file.", "",
              "## Test day, all impressions", "",
              "| model | " + " | ".join(HEADERS[m] for m in METRICS) + " |",

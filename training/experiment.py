@@ -165,7 +165,6 @@ def run_paper(cfg: LarrConfig, data: Path, llm: Path, out: Path, seeds: int = 3,
     d = CtrData.load(data)
     plan = [(v, cfg.seed + i) for i in range(seeds) for v in chosen]
     plan += [(v, cfg.seed + i) for i in range(cfg.ctr.sweep_seeds) for v in sweep]
-    t_all = time.perf_counter()
     results = _run_plan(cfg, plan, d, llm, out, progress)
     main = [v.name for v in chosen]
     if sweeps and any(v.name == "larr" for v in chosen) and len(cfg.ctr.sweep_temperatures) > 1:
@@ -181,5 +180,6 @@ def run_paper(cfg: LarrConfig, data: Path, llm: Path, out: Path, seeds: int = 3,
                 if r["name"] == tuned.name:
                     r["label"] = tuned.label
             main.insert(main.index("larr") + 1, tuned.name)
-    report = ctr_report.write(out, results, cfg, main, seconds=time.perf_counter() - t_all)
+    # the runs' own wall time, summed: stable when a resumed experiment reuses finished runs
+    report = ctr_report.write(out, results, cfg, main, seconds=sum(r.get("wall_seconds", 0.0) for r in results))
     return report
