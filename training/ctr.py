@@ -36,7 +36,7 @@ from larr.metrics import auc
 from training.common import seed_everything
 
 log = logging.getLogger("larr.ctr")
-SLICES = ("all", "new_pois", "travellers", "rest")
+SLICES = ("all", "new_pois", "travellers", "rest")  # what evaluate() reports, in this order
 METRICS = ("ctr_auc", "ctcvr_auc", "ctr_gauc", "ctcvr_gauc", "ctr_logloss", "ctcvr_logloss")
 
 
@@ -207,12 +207,13 @@ def run_p5(cfg: LarrConfig, d: CtrData, seed: int, llm: Path, jobs: Path | None 
     on a uniform sample of training impressions, then score the whole test day with it."""
     from transformers import get_cosine_schedule_with_warmup
 
+    from training.contrastive import init_path
+
     p = cfg.ctr.p5
     seed_everything(seed)
     if cfg.ctr.threads:
         torch.set_num_threads(cfg.ctr.threads)
-    backbone = (Path(cfg.llm.backbone.path) if cfg.llm.backbone.path else llm / "base") if p.init == "base" \
-        else llm / "cpt" / "model"
+    backbone = init_path(cfg, llm, p.init)  # the CPT model, or the base (llm.backbone.path when set)
     if not (backbone / "config.json").exists():
         raise FileNotFoundError(f"{backbone} holds no backbone: run `larr train base` / `larr train cpt` first")
     texts = SceneTexts((jobs or d.data / "jobs") / "scene_vocab")

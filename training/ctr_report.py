@@ -15,10 +15,9 @@ from typing import Any
 import numpy as np
 
 from larr.config import LarrConfig, config_to_dict
+from training.ctr import METRICS, SLICES
 
-SLICES = ("all", "new_pois", "travellers", "rest")
 SLICE_LABELS = {"all": "test day", "new_pois": "new POIs", "travellers": "travellers", "rest": "rest"}
-METRICS = ("ctr_auc", "ctcvr_auc", "ctr_gauc", "ctcvr_gauc", "ctr_logloss", "ctcvr_logloss")
 HEADERS = {"ctr_auc": "CTR AUC", "ctcvr_auc": "CTCVR AUC", "ctr_gauc": "CTR GAUC", "ctcvr_gauc": "CTCVR GAUC",
            "ctr_logloss": "CTR logloss", "ctcvr_logloss": "CTCVR logloss"}
 

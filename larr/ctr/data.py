@@ -145,7 +145,7 @@ def id_dropout(cat: torch.Tensor, cols: list[int], p: float) -> torch.Tensor:
 class CtrStream(torch.utils.data.IterableDataset):
     """Batches of {"cat", "num", "scene_rows", "click", "order", "user_id"} streamed from parquet files.
 
-    Spark writes rows clustered by its last join key, so consecutive rows share a POI; with ``shuffle`` the
+    Spark writes rows clustered by a join key (on ``small``: by user, ~70 rows each); with ``shuffle`` the
     stream fills a buffer of ``shuffle_buffer`` rows from files in random order, permutes it and emits full
     batches (the classic streaming shuffle), so a batch is close to a uniform sample -- which matters doubly
     for the alignment loss, whose negatives are the other samples of the batch.  Memory is bounded by the
