@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from training.common import seed_everything
 
 log = logging.getLogger("larr.ctr")
 SLICES = ("all", "new_pois", "travellers", "rest")  # what evaluate() reports, in this order
+EVAL_CACHE_ROWS = 2_000_000  # validation/test days up to this size are preprocessed once per experiment
 METRICS = ("ctr_auc", "ctcvr_auc", "ctr_gauc", "ctcvr_gauc", "ctr_logloss", "ctcvr_logloss")
 
 
@@ -79,6 +81,7 @@ class CtrData:
     test: pd.DataFrame
     valid: pd.DataFrame
     _scenes: dict[str, SceneTable] = field(default_factory=dict)
+    _eval: dict[tuple[str, int, int], tuple[SceneTable | None, list]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, data: Path, samples: Path | None = None) -> CtrData:
@@ -102,6 +105,20 @@ class CtrData:
         valid_df = pd.concat(pd.read_parquet(f, columns=["click", "order"]) for f in valid).reset_index(drop=True)
         return cls(data, samples, window, train, valid, test, prep, test_df, valid_df)
 
+    def eval_batches(self, split: str, scene: SceneTable | None, batch_size: int) -> Iterable[dict[str, torch.Tensor]]:
+        """Preprocessed batches of the validation or test day.  Every epoch of every run of an experiment
+        evaluates on the same rows, so they are prepared once per scene table and kept -- unless the day has
+        more than ``EVAL_CACHE_ROWS`` rows, when they are streamed from parquet each time (bounded memory)."""
+        files, rows = (self.valid_files, len(self.valid)) if split == "valid" else (self.test_files, len(self.test))
+        stream = CtrStream(files, self.prep, scene, batch_size)
+        if rows > EVAL_CACHE_ROWS:
+            return stream
+        key = (split, id(scene), batch_size)
+        cached = self._eval.get(key)
+        if cached is None or cached[0] is not scene:  # identity check: an id can be reused after GC
+            cached = self._eval[key] = (scene, list(stream))
+        return cached[1]
+
     def scene(self, features: Path) -> SceneTable:
         key = str(features)
         if key not in self._scenes:
@@ -112,12 +129,11 @@ class CtrData:
         return self._scenes[key]
 
 
-def _predict(model: CtrModel, files: list[Path], d: CtrData, scene: SceneTable | None,
-             batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+def _predict(model: CtrModel, batches: Iterable[dict[str, torch.Tensor]]) -> tuple[np.ndarray, np.ndarray]:
     model.eval()
     p_ctr, p_ctcvr = [], []
     with torch.inference_mode():
-        for batch in CtrStream(files, d.prep, scene, batch_size):
+        for batch in batches:
             o = model(batch)
             p_ctr.append(o["p_ctr"].numpy())
             p_ctcvr.append(o["p_ctcvr"].numpy())
@@ -165,12 +181,12 @@ def run_ctr(cfg: CtrConfig, kind: str, d: CtrData, seed: int, features: Path | N
             if "align" in out:
                 history["align"].append(round(float(out["align"].detach()), 5))
         train_seconds += time.perf_counter() - t0
-        pv_ctr, pv_ctcvr = _predict(model, d.valid_files, d, scene, cfg.eval_batch_size)
+        pv_ctr, pv_ctcvr = _predict(model, d.eval_batches("valid", scene, cfg.eval_batch_size))
         history["valid"].append({"epoch": epoch + 1, "ctr_auc": auc(d.valid["click"].to_numpy(), pv_ctr),
                                  "ctcvr_auc": auc(d.valid["order"].to_numpy(), pv_ctcvr)})
         log.info("%s seed %d epoch %d: valid CTR AUC %.4f", kind, seed, epoch + 1, history["valid"][-1]["ctr_auc"])
     t0 = time.perf_counter()
-    p_ctr, p_ctcvr = _predict(model, d.test_files, d, scene, cfg.eval_batch_size)
+    p_ctr, p_ctcvr = _predict(model, d.eval_batches("test", scene, cfg.eval_batch_size))
     test_seconds = time.perf_counter() - t0
     if save is not None:
         save.mkdir(parents=True, exist_ok=True)

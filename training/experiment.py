@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -170,9 +170,8 @@ def run_paper(cfg: LarrConfig, data: Path, llm: Path, out: Path, seeds: int = 3,
     if sweeps and any(v.name == "larr" for v in chosen) and len(cfg.ctr.sweep_temperatures) > 1:
         best = select_temperature(results, cfg)
         if best != cfg.ctr.align_temperature:
-            tuned = next(v for v in sweep if v.temperature == best)
-            tuned = Variant(tuned.name, "larr", f"LARR Complete, temperature {best:g} (selected on the validation day)",
-                            "features", temperature=best)
+            tuned = replace(next(v for v in sweep if v.temperature == best),
+                            label=f"LARR Complete, temperature {best:g} (selected on the validation day)")
             done = {r["seed"] for r in results if r["name"] == tuned.name}
             results += _run_plan(cfg, [(tuned, cfg.seed + i) for i in range(seeds) if cfg.seed + i not in done],
                                  d, llm, out, progress)
