@@ -84,37 +84,13 @@ class WorldConfig(StrictModel):
         return self
 
 
-DEFAULT_SCENE_FIELDS = ["SCENE_region", "SCENE_slot", "SCENE_day", "SCENE_weather", "SCENE_temp", "SCENE_area",
-                        "USER_profile", "USER_home", "USER_orders", "POI_dishes"]
-EMBEDDABLE_FIELDS = ("SCENE_region", "SCENE_district", "SCENE_slot", "SCENE_day", "SCENE_weather", "SCENE_temp",
-                     "SCENE_area", "USER_profile", "USER_home", "USER_orders", "POI_dishes", "POI_intro",
-                     "POI_cuisine", "POI_tags")
-
-
 class FeaturesConfig(StrictModel):
-    """Which feature texts the recommender embeds (paper 3.3: N = 10 per impression)."""
+    """Knobs of the feature jobs.  *Which* fields exist, form the scene and are embedded is the feature spec's
+    business (``spec``, :mod:`larr.spec`), not the config's."""
 
-    scene_fields: list[str] = Field(default_factory=lambda: list(DEFAULT_SCENE_FIELDS),
-                                    description="the N fields whose value keys every CTR sample carries")
-    vocab_fields: list[str] = Field(default_factory=lambda: list(EMBEDDABLE_FIELDS),
-                                    description="every field whose distinct values are embedded")
-    recent_orders: int = Field(5, ge=1, le=50, description="orders in the USER_orders sequence text")
-    heldout_frac: float = Field(0.1, gt=0, lt=0.5, description="users/POIs held out of LLM training for evaluation")
-    stats_prior: float = Field(20.0, ge=0, description="pseudo-count smoothing the CTR/CVR statistics")
+    heldout_frac: float = Field(0.1, gt=0, lt=0.5, description="users/items held out of LLM training for evaluation")
+    stats_prior: float = Field(20.0, gt=0, description="pseudo-count smoothing the CTR/CVR statistics (> 0)")
     embedding_dim: int = Field(128, ge=8, description="dimension the Feast embedding views expect")
-
-    @model_validator(mode="after")
-    def _check_fields(self) -> FeaturesConfig:
-        for name in ("scene_fields", "vocab_fields"):
-            unknown = [f for f in getattr(self, name) if f not in EMBEDDABLE_FIELDS]
-            if unknown:
-                raise ValueError(f"{name}: unknown field(s) {unknown}; embeddable fields: {list(EMBEDDABLE_FIELDS)}")
-        missing = [f for f in self.scene_fields if f not in self.vocab_fields]
-        if missing:
-            raise ValueError(f"scene_fields {missing} must also be in vocab_fields, or they have no vectors")
-        if len(set(self.scene_fields)) != len(self.scene_fields):
-            raise ValueError("scene_fields: a field is listed twice")
-        return self
 
 
 class SparkConfig(StrictModel):
@@ -248,6 +224,8 @@ class LarrConfig(StrictModel):
 
     profile: str = "small"
     seed: int = Field(7, ge=0)
+    spec: str = Field("food_delivery", description="feature spec: a built-in name (food_delivery, app_usage) or "
+                                                     "a YAML path (`larr init` writes a template)")
     world: WorldConfig = Field(default_factory=WorldConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)

@@ -6,7 +6,8 @@ into text -- the CPT corpus, the contrastive pairs, the scene vocabulary, the
 embedding job, the streaming consumer and serving -- calls :func:`render` from
 here, so the text the LLM was trained on is byte-identical to the text it is
 asked to embed.  The stable key of a feature value (DESIGN section 5) is a hash
-of the field name and this rendered text: :func:`feature_key`.
+of the field name and this rendered text: :func:`feature_key`.  The fields and
+their tokens come from the feature spec (:mod:`larr.spec`): :func:`registry`.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from larr.spec import DEFAULT_SPEC, QUERY_FIELD, Spec, load_spec
+
 
 @dataclass(frozen=True)
 class TextField:
     """A keyword of a description and the special tokens that wrap it."""
 
     name: str
-    entity: str  # "poi", "user" or "scene"
+    entity: str  # "user", the item entity's name (e.g. "poi"), "scene" or "query"
     doc: str
     true_text: str = "yes"
     false_text: str = "no"
@@ -37,60 +40,86 @@ class TextField:
         return f"</{self.name}>"
 
 
-_FIELD_LIST: tuple[TextField, ...] = (
-    # POI description (paper 3.1): prompt = name + location, target = the rest.
-    TextField("POI_name", "poi", "shop name"),
-    TextField("POI_loc", "poi", "region and district"),
-    TextField("POI_intro", "poi", "free-text introduction"),
-    TextField("POI_cuisine", "poi", "cuisine label"),
-    TextField("POI_dishes", "poi", "main dishes with short descriptions"),
-    TextField("POI_tags", "poi", "tags"),
-    TextField("POI_price", "poi", "price level in words"),
-    TextField("POI_hours", "poi", "opening hours"),
-    TextField("POI_stats", "poi", "statistics: order volume and rating bands"),
-    # User description (paper 3.2): profile text vs behaviour text.
-    TextField("USER_profile", "user", "gender, age band, occupation"),
-    TextField("USER_home", "user", "home region and district"),
-    TextField("USER_orders", "user", "recent orders, newest first"),
-    TextField("USER_slots", "user", "usual ordering time slots"),
-    TextField("USER_price", "user", "price statistics of past orders"),
-    TextField("USER_env", "user", "environments of past orders (weather, temperature bands)"),
-    # Real-time scene features (paper 3.3): each value embedded separately.
-    TextField("SCENE_region", "scene", "current region"),
-    TextField("SCENE_district", "scene", "current district"),
-    TextField("SCENE_slot", "scene", "meal time slot"),
-    TextField("SCENE_day", "scene", "weekday, weekend or holiday"),
-    TextField("SCENE_weather", "scene", "weather condition"),
-    TextField("SCENE_temp", "scene", "temperature band"),
-    TextField("SCENE_area", "scene", "whether the user is outside their home area",
-              true_text="out of home area, travelling", false_text="in home area"),
-    # Free-text queries (recall case study) use their own token pair.
-    TextField("QUERY", "query", "a free-text scene description"),
-)
+class TextRegistry:
+    """The text fields of one feature spec and their special tokens (built by :func:`registry`)."""
 
-FIELDS: dict[str, TextField] = {f.name: f for f in _FIELD_LIST}
+    def __init__(self, fields: Iterable[TextField]):
+        self._list = (*tuple(fields), TextField(QUERY_FIELD, "query", "a free-text scene description"))
+        self.fields: dict[str, TextField] = {f.name: f for f in self._list}
+
+    def special_tokens(self) -> list[str]:
+        """All open and close tokens, in spec order (added to the tokenizer as special tokens)."""
+        out: list[str] = []
+        for f in self._list:
+            out += [f.open_token, f.close_token]
+        return out
+
+    def fields_of(self, entity: str) -> list[str]:
+        """Names of the fields that describe one entity kind."""
+        return [f.name for f in self._list if f.entity == entity]
+
+    def field(self, name: str) -> TextField:
+        try:
+            return self.fields[name]
+        except KeyError:
+            raise KeyError(f"unknown text field {name!r}; known fields: {', '.join(self.fields)}") from None
+
+    def render(self, field: str, value: Any) -> str:
+        """Render one field value as text wrapped in its special tokens.
+
+        Lists are joined with "; ", dish-like mappings as "name (description)", booleans with the field's
+        words, floats with one decimal.
+        """
+        spec = self.field(field)
+        return f"{spec.open_token}{_format(spec, value)}{spec.close_token}"
+
+    def render_many(self, items: Iterable[tuple[str, Any]]) -> str:
+        """Render several fields into one description, separated by a space."""
+        return " ".join(self.render(name, value) for name, value in items)
+
+    def is_balanced(self, text: str) -> bool:
+        """True when every special token is closed, in order, and no token is unknown."""
+        stack: list[str] = []
+        for m in _TOKEN_RE.finditer(text):
+            closing, name = m.group(1) == "/", m.group(2)
+            if name not in self.fields:
+                return False
+            if not closing:
+                if stack:  # fields do not nest
+                    return False
+                stack.append(name)
+            elif not stack or stack.pop() != name:
+                return False
+        return not stack
+
+    def feature_key(self, field: str, rendered: str) -> int:
+        """Stable non-negative int64 key of a rendered feature value: hash(field name, text)."""
+        self.field(field)
+        return _key(field, rendered)
+
+    def value_key(self, field: str, value: Any) -> int:
+        """Key of a raw value: render it, then hash it."""
+        return _key(field, self.render(field, value))
+
+
+_REGISTRIES: dict[int, tuple[Spec, TextRegistry]] = {}
+
+
+def registry(spec: Spec | None = None) -> TextRegistry:
+    """The registry of ``spec`` (default: the shipped ``food_delivery`` spec).  A field's entity is named as
+    in the spec (``user``, the item's name such as ``poi``, ``scene``)."""
+    spec = spec if spec is not None else load_spec(DEFAULT_SPEC)
+    hit = _REGISTRIES.get(id(spec))
+    if hit is None or hit[0] is not spec:
+        names = {"user": spec.user_name, "item": spec.item_name, "scene": "scene"}
+        reg = TextRegistry(TextField(n, names[f.entity], f.doc, f.true_text, f.false_text)
+                           for n, f in spec.fields.items())
+        hit = _REGISTRIES[id(spec)] = (spec, reg)
+    return hit[1]
+
+
 _TOKEN_RE = re.compile(r"<(/?)([A-Za-z]+_?[A-Za-z]*)>")
 _PAIR_RE = re.compile(r"<([A-Za-z]+(?:_[A-Za-z]+)?)>(.*?)</\1>", re.S)
-
-
-def special_tokens() -> list[str]:
-    """All open and close tokens, in registry order (added to the tokenizer as special tokens)."""
-    out: list[str] = []
-    for f in _FIELD_LIST:
-        out += [f.open_token, f.close_token]
-    return out
-
-
-def fields_of(entity: str) -> list[str]:
-    """Names of the fields that describe one entity kind."""
-    return [f.name for f in _FIELD_LIST if f.entity == entity]
-
-
-def _field(name: str) -> TextField:
-    try:
-        return FIELDS[name]
-    except KeyError:
-        raise KeyError(f"unknown text field {name!r}; known fields: {', '.join(FIELDS)}") from None
 
 
 def _clean(text: str) -> str:
@@ -118,18 +147,32 @@ def _format(field: TextField, value: Any) -> str:
 
 
 def render(field: str, value: Any) -> str:
-    """Render one field value as text wrapped in its special tokens.
-
-    Lists are joined with "; ", dish mappings as "name (description)", booleans
-    with the field's words, floats with one decimal.
-    """
-    spec = _field(field)
-    return f"{spec.open_token}{_format(spec, value)}{spec.close_token}"
+    """:meth:`TextRegistry.render` of the default spec (the registry of a spec: :func:`registry`)."""
+    return registry().render(field, value)
 
 
 def render_many(items: Iterable[tuple[str, Any]]) -> str:
-    """Render several fields into one description, separated by a space."""
-    return " ".join(render(name, value) for name, value in items)
+    return registry().render_many(items)
+
+
+def special_tokens() -> list[str]:
+    return registry().special_tokens()
+
+
+def fields_of(entity: str) -> list[str]:
+    return registry().fields_of(entity)
+
+
+def is_balanced(text: str) -> bool:
+    return registry().is_balanced(text)
+
+
+def feature_key(field: str, rendered: str) -> int:
+    return registry().feature_key(field, rendered)
+
+
+def value_key(field: str, value: Any) -> int:
+    return registry().value_key(field, value)
 
 
 def parse(text: str) -> list[tuple[str, str]]:
@@ -137,32 +180,9 @@ def parse(text: str) -> list[tuple[str, str]]:
     return [(m.group(1), m.group(2)) for m in _PAIR_RE.finditer(text)]
 
 
-def is_balanced(text: str) -> bool:
-    """True when every special token is closed, in order, and no token is unknown."""
-    stack: list[str] = []
-    for m in _TOKEN_RE.finditer(text):
-        closing, name = m.group(1) == "/", m.group(2)
-        if name not in FIELDS:
-            return False
-        if not closing:
-            if stack:  # fields do not nest
-                return False
-            stack.append(name)
-        elif not stack or stack.pop() != name:
-            return False
-    return not stack
-
-
-def feature_key(field: str, rendered: str) -> int:
-    """Stable non-negative int64 key of a rendered feature value: hash(field name, text)."""
-    _field(field)
+def _key(field: str, rendered: str) -> int:
     digest = hashlib.blake2b(f"{field}\x1f{rendered}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") & 0x7FFF_FFFF_FFFF_FFFF
-
-
-def value_key(field: str, value: Any) -> int:
-    """Key of a raw value: render it, then hash it."""
-    return feature_key(field, render(field, value))
 
 
 def text_hash(text: str) -> int:

@@ -22,6 +22,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 
 from larr.config import ConfigError, LarrConfig, config_to_dict, load_config, save_config
+from larr.spec import Spec, SpecError, load_spec, window_of
 from larr.validate import ContractError, require_valid
 
 log = logging.getLogger("larr.spark")
@@ -56,24 +57,21 @@ def _submitted() -> bool:
     return "SPARK_SUBMIT_OPTS" in os.environ or os.environ.get("SPARK_ENV_LOADED") == "1"
 
 
-def read_window(raw: Path) -> dict[str, Any]:
-    """Split of the raw data: from its manifest, else derived from the impression partitions."""
-    manifest = raw / "manifest.json"
-    if manifest.exists():
-        m = json.loads(manifest.read_text())
-        return {"start": m["window"]["start"], "end": m["window"]["end"], **m["split"]}
-    days = sorted(p.name.split("=", 1)[1] for p in (raw / "impressions").glob("date=*"))
-    if len(days) < 3:
-        raise ValueError(f"{raw}/impressions has {len(days)} date partitions; need at least 3 (train, valid, test)")
-    return {"start": days[0], "end": days[-1], "train": days[:-2], "valid": days[-2], "test": days[-1]}
+def read_window(raw: Path, spec: Spec) -> dict[str, Any]:
+    """Train / valid / test days of the raw data: the log's date partitions split as the spec declares."""
+    log = raw / spec.log.table
+    days = sorted(p.name.split("=", 1)[1] for p in log.glob("date=*"))
+    if not days:
+        raise FileNotFoundError(f"{log} has no date=YYYY-MM-DD partitions (the log table of spec {spec.name})")
+    return window_of(spec, days)
 
 
-def gate(raw: Path, enabled: bool = True) -> dict[str, int]:
+def gate(raw: Path, spec: Spec, enabled: bool = True) -> dict[str, int]:
     """Refuse input that breaks the data contract; returns the row count of every table."""
     if not enabled:
         log.warning("contract validation skipped (--no-validate): the upstream gate is trusted")
         return {}
-    return require_valid(raw).rows
+    return require_valid(raw, spec=spec).rows
 
 
 def write_partitioned(df: DataFrame, path: Path, partition: str) -> None:
@@ -98,10 +96,15 @@ class JobRun:
     extra: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def spec(self) -> Spec:
+        return load_spec(self.cfg.spec)
+
     def gate(self, enabled: bool, tables: tuple[str, ...]) -> None:
-        """Validate the raw input against the contract (timed) and record the input row counts of ``tables``."""
+        """Validate the raw input against the contract (timed) and record the input row counts of ``tables``
+        (table names of the spec)."""
         t0 = time.perf_counter()
-        self.rows_in = {k: v for k, v in gate(self.raw, enabled).items() if k in tables}
+        self.rows_in = {k: v for k, v in gate(self.raw, self.spec, enabled).items() if k in tables}
         self.lap("validate", t0)
 
     def lap(self, name: str, t0: float) -> None:
@@ -140,7 +143,7 @@ def job_main(name: str, run: JobFn, argv: list[str] | None = None) -> int:
         cfg = load_config(args.profile, args.config, args.overrides)
         spark = spark_session(cfg, f"larr-{name}")
         manifest = run(spark, cfg, Path(args.raw), Path(args.out), ds=args.ds, validate=not args.no_validate)
-    except (ConfigError, ContractError, ValueError, FileNotFoundError) as err:
+    except (ConfigError, SpecError, ContractError, ValueError, FileNotFoundError) as err:
         print(f"{name}: {err}", file=sys.stderr)
         return 1
     print(json.dumps({k: manifest[k] for k in ("job", "ds", "rows_in", "rows_out", "rejected", "seconds")}))

@@ -1,14 +1,15 @@
-"""CPT corpus (paper 3.1): one document per POI, prompt = name + location, target = the rest.
+"""CPT corpus (paper 3.1): one document per item, prompt and target fields as the spec's ``cpt`` says
+(food world: prompt = name + location, target = the rest).
 
 Each document is the rendered prompt, a space, and the rendered target;
 ``prompt_chars`` is the boundary so that training masks the prompt and takes
-the causal-LM loss on the target only.  Statistics in the target (order volume
-band) use only orders strictly before ``ds`` (default: the validation day, so
-only training days).  A hashed share of POIs is marked ``heldout`` for the
+the causal-LM loss on the target only.  Statistics in the target (history
+counts) use only rows strictly before ``ds`` (default: the training cutoff, so
+only training days).  A hashed share of items is marked ``heldout`` for the
 held-out loss; training must skip them.
 
 Output: ``OUT/cpt_corpus/ds=YYYY-MM-DD/*.parquet`` with
-poi_id, prompt, target, text, prompt_chars, split.
+<item key>, prompt, target, text, prompt_chars, split.
 """
 
 from __future__ import annotations
@@ -22,9 +23,8 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from larr.config import LarrConfig
-from larr.descriptions import CPT_PROMPT_FIELDS, CPT_TARGET_FIELDS
 from spark_jobs.common import JobRun, as_date, job_main, read_window, write_partitioned
-from spark_jobs.features import heldout_flag, load_raw, poi_texts
+from spark_jobs.features import heldout_flag, item_texts, joined_text, load_raw
 
 NAME = "cpt_corpus"
 
@@ -32,19 +32,20 @@ NAME = "cpt_corpus"
 def run(spark: SparkSession, cfg: LarrConfig, raw: Path, out: Path, ds: str | None = None,
         validate: bool = True) -> dict[str, Any]:
     """Build the CPT corpus: one document per POI with a prompt/target boundary."""
-    window = read_window(raw)
-    ds = ds or window["valid"]
-    job = JobRun(NAME, raw, out, cfg, ds)
-    job.gate(validate, ("pois", "orders"))
-    data = load_raw(spark, raw)
+    job = JobRun(NAME, raw, out, cfg, ds or "")
+    spec = job.spec
+    window = read_window(raw, spec)
+    ds = job.ds = ds or window["cutoff"]
+    job.gate(validate, (spec.item.table, spec.history.table or spec.log.table))
+    data = load_raw(spark, raw, spec)
     t0 = time.perf_counter()
-    texts = poi_texts(data, as_date(ds))
-    prompt = F.concat_ws(" ", *[F.col(f) for f in CPT_PROMPT_FIELDS])
-    target = F.concat_ws(" ", *[F.col(f) for f in CPT_TARGET_FIELDS])
-    docs = (texts.select("poi_id", prompt.alias("prompt"), target.alias("target"))
+    texts = item_texts(data, as_date(ds))
+    key = spec.item_key
+    docs = (texts.select(key, joined_text(spec, spec.cpt.prompt).alias("prompt"),
+                         joined_text(spec, spec.cpt.target).alias("target"))
             .withColumn("text", F.concat_ws(" ", "prompt", "target"))
             .withColumn("prompt_chars", F.length("prompt") + 1)
-            .withColumn("split", F.when(heldout_flag("poi_id", cfg.features.heldout_frac), "heldout")
+            .withColumn("split", F.when(heldout_flag(key, cfg.features.heldout_frac), "heldout")
                         .otherwise("train"))
             .withColumn("ds", F.lit(ds)))
     write_partitioned(docs, out / NAME, "ds")

@@ -32,11 +32,11 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, FloatType, LongType, StructField, StructType
 
 from larr.config import LarrConfig
-from larr.descriptions import POI_FULL_FIELDS, USER_FULL_FIELDS
 from larr.llm.encoder import encoder_version
+from larr.spec import Spec
 from larr.text import text_hash
 from spark_jobs.common import JobRun, as_date, read_window
-from spark_jobs.features import load_raw, poi_texts, user_texts
+from spark_jobs.features import item_texts, joined_text, load_raw, user_texts
 
 NAME = "embed_features"
 log = logging.getLogger("larr.spark")
@@ -83,8 +83,8 @@ def _hash_col(col: str) -> F.Column:
     return h(F.col(col))
 
 
-def _texts(spark: SparkSession, cfg: LarrConfig, raw: Path, vocab_dir: Path, end: str) -> dict[str, DataFrame]:
-    data = load_raw(spark, raw)
+def _texts(spark: SparkSession, spec: Spec, raw: Path, vocab_dir: Path, end: str) -> dict[str, DataFrame]:
+    data = load_raw(spark, raw, spec)
     parts = sorted(vocab_dir.glob("ds=*"))
     if not parts:
         raise FileNotFoundError(f"{vocab_dir} has no ds= partition: run `larr spark scene_vocab` first")
@@ -95,22 +95,22 @@ def _texts(spark: SparkSession, cfg: LarrConfig, raw: Path, vocab_dir: Path, end
                                                                   "field", "text")
         vocab = vocab.unionByName(seen).dropDuplicates(["scene_key"])
     after_end = as_date(end) + timedelta(days=1)
-    pt = poi_texts(data, after_end)
-    main_dish = data.pois.select("poi_id", "region_id", F.col("dishes")[0]["name"].alias("main_dish"))
-    pois = (pt.select("poi_id", F.concat_ws(" ", *[F.col(f) for f in POI_FULL_FIELDS]).alias("text"))
-            .join(main_dish, "poi_id"))
-    users = user_texts(data, after_end, cfg.features.recent_orders).select(
-        "user_id", F.concat_ws(" ", *[F.col(f) for f in USER_FULL_FIELDS]).alias("text"))
-    return {"scene_value_embeddings": vocab, "poi_embeddings": pois, "user_embeddings": users}
+    ikey, ukey = spec.item_key, spec.user_key
+    items = (item_texts(data, after_end).select(ikey, joined_text(spec, spec.embed.item).alias("text"))
+             .join(data.items.select(ikey, *spec.embed.item_columns), ikey))
+    users = user_texts(data, after_end).select(ukey, joined_text(spec, spec.embed.user).alias("text"))
+    return {"scene_value_embeddings": vocab, f"{spec.item_name}_embeddings": items,
+            f"{spec.user_name}_embeddings": users}
 
 
 def run(spark: SparkSession, cfg: LarrConfig, raw: Path, out: Path, ds: str | None = None, validate: bool = True,
         encoder: Path | None = None, features: Path | None = None, expect_version: str | None = None
         ) -> dict[str, Any]:
     """Embed every new distinct text with the frozen encoder and write the Feast offline embedding tables."""
-    window = read_window(raw)
-    ds = ds or window["end"]
-    job = JobRun(NAME, raw, out, cfg, ds)
+    job = JobRun(NAME, raw, out, cfg, ds or "")
+    spec = job.spec
+    window = read_window(raw, spec)
+    ds = job.ds = ds or window["end"]
     encoder = Path(encoder or out / "llm" / "encoder")
     features = Path(features or out / "features")
     if not (encoder / "encoder.json").exists():
@@ -123,11 +123,11 @@ def run(spark: SparkSession, cfg: LarrConfig, raw: Path, out: Path, ds: str | No
     if dim != cfg.features.embedding_dim:
         raise EmbeddingError(f"dimension mismatch: encoder {version} gives {dim}-d vectors but the feature views "
                              f"expect features.embedding_dim = {cfg.features.embedding_dim}")
-    job.gate(validate, ("users", "pois", "orders"))
+    job.gate(validate, (spec.user.table, spec.item.table, spec.history.table or spec.log.table))
 
     t0 = time.perf_counter()
     tables = {k: v.withColumn("text_hash", _hash_col("text")).cache() for k, v in
-              _texts(spark, cfg, raw, out / "scene_vocab", window["end"]).items()}
+              _texts(spark, spec, raw, out / "scene_vocab", window["end"]).items()}
     all_texts = None
     for t in tables.values():
         part = t.select("text_hash", "text")

@@ -1,9 +1,9 @@
-"""Spark transforms shared by the jobs: raw tables, entity texts, feature-value keys.
+"""Spark transforms shared by the jobs, derived from the feature spec: raw tables, entity texts, value keys.
 
-Text is produced only by :mod:`larr.text` / :mod:`larr.descriptions`, called
-inside ``mapInPandas`` and pandas UDFs -- never re-implemented in Spark SQL.
-Distinct values are rendered once and joined back, which is what keeps LLM
-cost linear in the vocabulary rather than in the number of impressions.
+Text is produced only by :mod:`larr.text` / :mod:`larr.descriptions`, called inside ``mapInPandas`` and
+pandas UDFs -- never re-implemented in Spark SQL.  Distinct values are rendered once and joined back, which
+is what keeps LLM cost linear in the vocabulary rather than in the number of impressions.  Which tables,
+columns and fields exist is read from the spec (``cfg.spec``); nothing here names a domain's field.
 """
 
 from __future__ import annotations
@@ -20,66 +20,92 @@ from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from larr import descriptions as desc
-from larr.config import LarrConfig
-from larr.scene import temperature_band
-from larr.text import feature_key, render
-
-POI_FIELDS = ("POI_name", "POI_loc", "POI_intro", "POI_cuisine", "POI_dishes", "POI_tags", "POI_price",
-              "POI_hours", "POI_stats")
-USER_FIELDS = ("USER_profile", "USER_home", "USER_orders", "USER_slots", "USER_price", "USER_env")
-# How each embeddable field joins onto an impression.
-FIELD_JOIN: dict[str, tuple[str, ...]] = {
-    "SCENE_region": ("region_id",), "SCENE_district": ("district_id",), "SCENE_slot": ("time_slot",),
-    "SCENE_day": ("day_type",), "SCENE_weather": ("weather",), "SCENE_temp": ("temp_band",),
-    "SCENE_area": ("out_of_area",), "USER_profile": ("user_id",), "USER_home": ("user_id",),
-    "USER_orders": ("user_id", "date"), "POI_dishes": ("poi_id",), "POI_intro": ("poi_id",),
-    "POI_cuisine": ("poi_id",), "POI_tags": ("poi_id",),
-}
+from larr.spec import Spec, ValueSpec
+from larr.text import registry
 
 
 @dataclass
 class Raw:
-    """The raw tables as Spark DataFrames (impressions/orders carry their ``date`` partition column)."""
+    """The raw tables as Spark DataFrames, lookups joined and derived columns added (partitioned tables
+    carry their ``date`` partition column)."""
 
-    regions: DataFrame
-    districts: DataFrame
-    pois: DataFrame
-    users: DataFrame
-    impressions: DataFrame
-    orders: DataFrame
+    spec: Spec
+    tables: dict[str, DataFrame]
+
+    @property
+    def log(self) -> DataFrame:
+        return self.tables[self.spec.log.table]
+
+    @property
+    def users(self) -> DataFrame:
+        return self.tables[self.spec.user.table]
+
+    @property
+    def items(self) -> DataFrame:
+        return self.tables[self.spec.item.table]
+
+    @property
+    def history_table(self) -> DataFrame | None:
+        return self.tables[self.spec.history.table] if self.spec.history.table else None
 
 
-def load_raw(spark: SparkSession, raw: Path) -> Raw:
+def _value_udf(spec: ValueSpec, inputs: list[str]):
+    """Pandas UDF computing a derived value from its input columns (strings, as the renderer sees them)."""
+    @pandas_udf(StringType())
+    def _derive(*cols: pd.Series) -> pd.Series:
+        df = pd.concat(cols, axis=1)
+        df.columns = inputs
+        return desc.derived_column(spec, df).astype(object).map(lambda v: None if v is None else str(v))
+    return _derive
+
+
+def _derived(df: DataFrame, name: str, spec: ValueSpec) -> DataFrame:
+    if spec.hour_of is not None:
+        return df.withColumn(name, F.hour(spec.hour_of))
+    if spec.weekday_of is not None:
+        return df.withColumn(name, F.date_format(spec.hour_of or spec.weekday_of, "EEEE"))
+    if spec.column is not None:
+        return df.withColumn(name, F.col(spec.column))
+    inputs = spec.inputs()
+    return df.withColumn(name, _value_udf(spec, inputs)(*[F.col(c) for c in inputs]))
+
+
+def load_raw(spark: SparkSession, raw: Path, spec: Spec) -> Raw:
+    """Every table of the spec, with its lookups and derived columns."""
     r = str(raw)
-    return Raw(
-        regions=spark.read.parquet(f"{r}/regions.parquet"),
-        districts=spark.read.parquet(f"{r}/districts.parquet"),
-        pois=spark.read.parquet(f"{r}/pois.parquet"),
-        users=spark.read.parquet(f"{r}/users.parquet"),
-        impressions=spark.read.parquet(f"{r}/impressions"),
-        orders=spark.read.parquet(f"{r}/orders"),
-    )
+    base: dict[str, DataFrame] = {}
+    for name, t in spec.tables.items():
+        path = f"{r}/{name}" if t.partitioned else f"{r}/{name}.parquet"
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path} missing: the spec {spec.name} declares table {name} "
+                                    f"({'partitioned by date' if t.partitioned else 'one parquet file'})")
+        base[name] = spark.read.parquet(path)
+    out: dict[str, DataFrame] = {}
+    for name, t in spec.tables.items():
+        df = base[name]
+        for alias, lk in t.lookups.items():
+            key = spec.tables[lk.table].key[0]
+            df = df.join(base[lk.table].select(F.col(key).alias(lk.via), F.col(lk.column).alias(alias)), lk.via,
+                         "left")
+        for dname, d in t.derived.items():
+            df = _derived(df, dname, d)
+        out[name] = df
+    return Raw(spec, out)
 
 
-@pandas_udf(StringType())
-def temp_band_udf(temp: pd.Series) -> pd.Series:
-    """Temperature band through :func:`larr.scene.temperature_band` (the one definition)."""
-    return pd.Series(temperature_band(temp.to_numpy()), index=temp.index)
-
-
-def render_udf(field: str):
+def render_udf(reg, field: str):
     """Pandas UDF rendering one field's values with the one renderer."""
     @pandas_udf(StringType())
     def _render(values: pd.Series) -> pd.Series:
-        return values.map(lambda v: render(field, v))
+        return values.map(lambda v: reg.render(field, v))
     return _render
 
 
-def key_udf(field: str):
+def key_udf(reg, field: str):
     """Pandas UDF: stable key = hash(field, rendered text)."""
     @pandas_udf(LongType())
     def _key(texts: pd.Series) -> pd.Series:
-        return texts.map(lambda t: feature_key(field, t)).astype("int64")
+        return texts.map(lambda t: reg.feature_key(field, t)).astype("int64")
     return _key
 
 
@@ -88,138 +114,161 @@ def heldout_flag(id_col: str, frac: float) -> F.Column:
     return (F.abs(F.xxhash64(F.col(id_col).cast("string"), F.lit("heldout"))) % 10_000) < int(frac * 10_000)
 
 
-def with_scene_columns(impressions: DataFrame) -> DataFrame:
-    """Impressions plus the derived scene values (temperature band, hour)."""
-    return (impressions.withColumn("temp_band", temp_band_udf(F.col("temperature_c")))
-            .withColumn("hour", F.hour("ts")))
+def history_rows(raw: Raw) -> DataFrame:
+    """A user's history rows (conversions, or log rows with the history label = 1) with the log and item
+    columns the history fields read, and their ``date``."""
+    s = raw.spec
+    h = s.history
+    items = raw.items.select(s.item_key, *[F.col(c).alias(a) for a, c in h.item_columns.items()])
+    if h.table is not None:
+        log = raw.log.select(s.log.request, s.item_key, *h.log_columns)
+        rows = raw.history_table.join(log, [s.log.request, s.item_key], "left")
+    else:
+        label = s.labels.click if h.from_label == "click" else s.labels.conversion
+        rows = raw.log.where(F.col(label) == 1)
+    return rows.join(items, s.item_key, "left")
 
 
-def enriched_orders(raw: Raw) -> DataFrame:
-    """Orders with the scene they were placed in and the POI's name and cuisine."""
-    imp = with_scene_columns(raw.impressions).select("request_id", "poi_id", "time_slot", "weather", "temp_band")
-    pois = raw.pois.select("poi_id", F.col("name").alias("poi_name"), "cuisine")
-    return raw.orders.join(imp, ["request_id", "poi_id"], "left").join(pois, "poi_id", "left")
+def _history_struct(spec: Spec) -> F.Column:
+    cols = [desc.history_time(spec)]
+    for f in spec.history_fields():
+        cols += spec.fields[f].history.inputs()  # type: ignore[union-attr]
+    return F.struct(*dict.fromkeys(cols))
 
 
-def _names(raw: Raw) -> tuple[DataFrame, DataFrame]:
-    regions = raw.regions.select("region_id", F.col("name").alias("region_name"))
-    districts = raw.districts.select("district_id", F.col("name").alias("district_name"))
-    return regions, districts
+def _schema(key: str, fields: list[str]) -> StructType:
+    return StructType([StructField(key, LongType())] + [StructField(f, StringType()) for f in fields])
 
 
-POI_TEXT_SCHEMA = StructType([StructField("poi_id", LongType())] + [StructField(f, StringType()) for f in POI_FIELDS])
-USER_TEXT_SCHEMA = StructType([StructField("user_id", LongType())] + [StructField(f, StringType()) for f in USER_FIELDS])
+def item_texts(raw: Raw, before: date) -> DataFrame:
+    """One row per item: every item field rendered; ``history_count`` counts history rows strictly before
+    ``before``."""
+    s, reg = raw.spec, registry(raw.spec)
+    key, fields = s.item_key, s.fields_of("item")
+    counts = (history_rows(raw).where(F.col("date") < F.lit(before)).groupBy(key)
+              .agg(F.count("*").alias("history_count")))
+    items = raw.items.join(counts, key, "left").fillna({"history_count": 0})
+    schema = _schema(key, fields)
 
-
-def poi_texts(raw: Raw, before: date) -> DataFrame:
-    """One row per POI: every POI field rendered; order volume counts orders strictly before ``before``."""
-    regions, districts = _names(raw)
-    n_orders = (raw.orders.where(F.col("date") < F.lit(before)).groupBy("poi_id")
-                .agg(F.count("*").alias("n_orders")))
-    pois = (raw.pois.join(regions, "region_id").join(districts, "district_id")
-            .join(n_orders, "poi_id", "left").fillna({"n_orders": 0}))
-
-    def render_pois(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def render_items(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for df in batches:
             rows = []
             for rec in df.to_dict("records"):
-                values = desc.poi_values(rec, rec["region_name"], rec["district_name"], int(rec["n_orders"]))
-                rows.append({"poi_id": rec["poi_id"], **{f: render(f, values[f]) for f in POI_FIELDS}})
-            yield pd.DataFrame(rows, columns=POI_TEXT_SCHEMA.fieldNames())
+                values = desc.entity_values(s, "item", rec, history_count=int(rec["history_count"]))
+                rows.append({key: rec[key], **{f: reg.render(f, values[f]) for f in fields}})
+            yield pd.DataFrame(rows, columns=schema.fieldNames())
 
-    return pois.mapInPandas(render_pois, POI_TEXT_SCHEMA)
-
-
-def _order_struct() -> F.Column:
-    return F.struct("ts", "dish", "poi_name", "cuisine", "time_slot", "amount", "weather", "temp_band")
+    return items.mapInPandas(render_items, schema)
 
 
-def user_texts(raw: Raw, before: date, limit: int) -> DataFrame:
-    """One row per user: profile, home and behaviour texts from orders strictly before ``before``."""
-    regions, districts = _names(raw)
-    orders = (enriched_orders(raw).where(F.col("date") < F.lit(before)).groupBy("user_id")
-              .agg(F.collect_list(_order_struct()).alias("orders")))
-    users = (raw.users.join(regions.withColumnRenamed("region_id", "home_region_id"), "home_region_id")
-             .join(districts.withColumnRenamed("district_id", "home_district_id"), "home_district_id")
-             .join(orders, "user_id", "left"))
+def user_texts(raw: Raw, before: date) -> DataFrame:
+    """One row per user: every user field rendered, history fields from rows strictly before ``before``."""
+    s, reg = raw.spec, registry(raw.spec)
+    key, fields = s.user_key, s.fields_of("user")
+    hist = (history_rows(raw).where(F.col("date") < F.lit(before)).groupBy(key)
+            .agg(F.collect_list(_history_struct(s)).alias("_history")))
+    users = raw.users.join(hist, key, "left")
+    schema = _schema(key, fields)
 
     def render_users(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for df in batches:
             rows = []
             for rec in df.to_dict("records"):
-                orders_ = list(rec["orders"]) if rec["orders"] is not None else []
-                values = {**desc.user_profile_values(rec, rec["region_name"], rec["district_name"]),
-                          **desc.behaviour_values(orders_, limit)}
-                rows.append({"user_id": rec["user_id"], **{f: render(f, values[f]) for f in USER_FIELDS}})
-            yield pd.DataFrame(rows, columns=USER_TEXT_SCHEMA.fieldNames())
+                history = list(rec.pop("_history")) if rec["_history"] is not None else []
+                values = desc.entity_values(s, "user", rec, history=history)
+                rows.append({key: rec[key], **{f: reg.render(f, values[f]) for f in fields}})
+            yield pd.DataFrame(rows, columns=schema.fieldNames())
 
-    return users.mapInPandas(render_users, USER_TEXT_SCHEMA)
-
-
-SEQ_SCHEMA = StructType([StructField("user_id", LongType()), StructField("date", StringType()),
-                         StructField("USER_orders", StringType())])
+    return users.mapInPandas(render_users, schema)
 
 
-def user_order_sequences(raw: Raw, limit: int) -> DataFrame:
-    """USER_orders text of every (user, day) with impressions, from orders strictly before that day."""
-    user_days = raw.impressions.select("user_id", "date").distinct()
-    orders = enriched_orders(raw).select("user_id", F.col("date").alias("order_date"), _order_struct().alias("o"))
-    joined = (user_days.join(orders, (user_days.user_id == orders.user_id) & (orders.order_date < user_days.date),
-                             "left")
-              .drop(orders.user_id)
-              .groupBy("user_id", "date").agg(F.collect_list("o").alias("orders")))
+def user_history_by_day(raw: Raw, fields: list[str]) -> DataFrame:
+    """History fields of every (user, day) with impressions, from history rows strictly before that day."""
+    s, reg = raw.spec, registry(raw.spec)
+    key = s.user_key
+    user_days = raw.log.select(key, "date").distinct()
+    rows = history_rows(raw).select(key, F.col("date").alias("row_date"), _history_struct(s).alias("o"))
+    joined = (user_days.join(rows, (user_days[key] == rows[key]) & (rows.row_date < user_days.date), "left")
+              .drop(rows[key])
+              .groupBy(key, "date").agg(F.collect_list("o").alias("rows")))
+    schema = StructType([StructField(key, LongType()), StructField("date", StringType())]
+                        + [StructField(f, StringType()) for f in fields])
+    time_col = desc.history_time(s)
 
     def render_seq(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for df in batches:
-            texts = [render("USER_orders", desc.recent_orders_text(list(o) if o is not None else [], limit))
-                     for o in df["orders"]]
-            yield pd.DataFrame({"user_id": df["user_id"], "date": df["date"].astype(str), "USER_orders": texts})
+            out = {key: df[key], "date": df["date"].astype(str)}
+            for f in fields:
+                fs = s.fields[f]
+                out[f] = [reg.render(f, desc.history_value(fs.history, fs.empty or desc.UNKNOWN,  # type: ignore[arg-type]
+                                                           list(o) if o is not None else [], time_col))
+                          for o in df["rows"]]
+            yield pd.DataFrame(out)
 
-    return joined.mapInPandas(render_seq, SEQ_SCHEMA).withColumn("date", F.to_date("date"))
+    return joined.mapInPandas(render_seq, schema).withColumn("date", F.to_date("date"))
 
 
-def field_tables(raw: Raw, cfg: LarrConfig, fields: list[str], texts_before: date) -> dict[str, DataFrame]:
+def join_columns(spec: Spec, field: str) -> list[str]:
+    """The columns a field's key joins onto an impression by."""
+    f = spec.fields[field]
+    if f.entity == "item":
+        return [spec.item_key]
+    if f.entity == "user":
+        return [spec.user_key, "date"] if f.history is not None else [spec.user_key]
+    log = spec.tables[spec.log.table]
+    if f.column is not None and f.column in log.lookups:
+        return [log.lookups[f.column].via]
+    return f.inputs()
+
+
+def field_tables(raw: Raw, fields: list[str], texts_before: date) -> dict[str, DataFrame]:
     """For each field: a DataFrame of (join columns..., text, key) over its distinct values.
 
-    POI and user description texts use data strictly before ``texts_before``;
-    USER_orders is computed per (user, day) from orders strictly before that day.
-    """
-    imp = with_scene_columns(raw.impressions)
+    Item and user description texts use data strictly before ``texts_before``; user history fields are
+    computed per (user, day) from history rows strictly before that day.  A scene field that is a lookup
+    (a region's name) takes every row of the looked-up table, seen in the log or not."""
+    s, reg = raw.spec, registry(raw.spec)
     tables: dict[str, DataFrame] = {}
-    pt = poi_texts(raw, texts_before) if any(f.startswith("POI_") for f in fields) else None
-    ut = user_texts(raw, texts_before, cfg.features.recent_orders) \
-        if {"USER_profile", "USER_home"} & set(fields) else None
+    entity_fields = {f for f in fields if s.fields[f].entity != "scene"}
+    it = item_texts(raw, texts_before) if any(s.fields[f].entity == "item" for f in entity_fields) else None
+    plain_user = [f for f in entity_fields if s.fields[f].entity == "user" and s.fields[f].history is None]
+    ut = user_texts(raw, texts_before) if plain_user else None
+    by_day = [f for f in fields if s.fields[f].entity == "user" and s.fields[f].history is not None]
+    seq = user_history_by_day(raw, by_day) if by_day else None
+    log = s.tables[s.log.table]
     for f in fields:
-        cols = list(FIELD_JOIN[f])
-        if f == "SCENE_region":
-            base = raw.regions.select("region_id", F.col("name").alias("v"))
-        elif f == "SCENE_district":
-            base = raw.districts.select("district_id", F.col("name").alias("v"))
-        elif f.startswith("SCENE_"):
-            base = imp.select(*cols).distinct().withColumn("v", F.col(cols[0]))
-        elif f == "USER_orders":
-            tables[f] = (user_order_sequences(raw, cfg.features.recent_orders)
-                         .select("user_id", "date", F.col("USER_orders").alias("text"))
-                         .withColumn("key", key_udf(f)(F.col("text"))))
-            continue
-        elif f.startswith("USER_"):
-            tables[f] = ut.select("user_id", F.col(f).alias("text")).withColumn("key", key_udf(f)(F.col("text")))
-            continue
+        fs = s.fields[f]
+        cols = join_columns(s, f)
+        if fs.entity == "item":
+            src = it.select(*cols, F.col(f).alias("text"))
+        elif fs.entity == "user":
+            src = (seq if fs.history is not None else ut).select(*cols, F.col(f).alias("text"))
         else:
-            tables[f] = pt.select("poi_id", F.col(f).alias("text")).withColumn("key", key_udf(f)(F.col("text")))
-            continue
-        tables[f] = (base.withColumn("text", render_udf(f)(F.col("v"))).drop("v")
-                     .withColumn("key", key_udf(f)(F.col("text"))))
+            if fs.column is not None and fs.column in log.lookups:
+                lk = log.lookups[fs.column]
+                base = raw.tables[lk.table].select(F.col(s.tables[lk.table].key[0]).alias(lk.via),
+                                                   F.col(lk.column).alias("v"))
+            elif fs.column is not None:
+                base = raw.log.select(*cols).distinct().withColumn("v", F.col(cols[0]))
+            else:
+                base = _derived(raw.log.select(*cols).distinct(), "v", fs)
+            src = base.withColumn("text", render_udf(reg, f)(F.col("v"))).drop("v")
+        tables[f] = src.withColumn("key", key_udf(reg, f)(F.col("text")))
     return tables
 
 
-def attach_keys(impressions: DataFrame, tables: dict[str, DataFrame], fields: list[str]) -> DataFrame:
+def attach_keys(impressions: DataFrame, tables: dict[str, DataFrame], spec: Spec, fields: list[str]) -> DataFrame:
     """Add ``key_<field>`` for each field and ``scene_keys`` = array of them, in ``fields`` order."""
     out = impressions
     for f in fields:
-        cols = list(FIELD_JOIN[f])
+        cols = join_columns(spec, f)
         t = tables[f].select(*cols, F.col("key").alias(f"key_{f}"))
-        if not any(c in ("user_id", "poi_id") for c in cols):
+        if not any(c in (spec.user_key, spec.item_key) for c in cols):
             t = F.broadcast(t)
         out = out.join(t, cols, "left")
     return out.withColumn("scene_keys", F.array(*[F.col(f"key_{f}") for f in fields]))
+
+
+def joined_text(spec: Spec, names: list[str]) -> F.Column:
+    """One description: the rendered columns of the (group-expanded) fields, space-separated."""
+    return F.concat_ws(" ", *[F.col(f) for f in spec.expand(names)])

@@ -1,8 +1,8 @@
 """Scene vocabulary (paper 3.2 end, 3.3): the distinct value texts of every embedded feature.
 
-For each field in ``features.vocab_fields`` -- scene fields (region, district,
-time slot, day type, weather, temperature band, out-of-area), user and POI
-description fields, and the user's recent-order sequence per (user, day) --
+For each field in the spec's ``vocab`` -- scene fields (food world: region,
+district, time slot, day type, weather, temperature band, out-of-area), user and
+item description fields, and user history fields per (user, day) --
 the job renders each distinct value once and keys it by
 hash(field name, rendered text).  Embedding these texts separately is what
 makes LLM cost linear in the vocabulary instead of exponential in the
@@ -24,9 +24,9 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from larr.config import LarrConfig
-from larr.text import FIELDS
+from larr.text import registry
 from spark_jobs.common import JobRun, as_date, job_main, read_window, write_partitioned
-from spark_jobs.features import attach_keys, field_tables, load_raw, with_scene_columns
+from spark_jobs.features import attach_keys, field_tables, load_raw
 
 NAME = "scene_vocab"
 
@@ -34,15 +34,17 @@ NAME = "scene_vocab"
 def run(spark: SparkSession, cfg: LarrConfig, raw: Path, out: Path, ds: str | None = None,
         validate: bool = True) -> dict[str, Any]:
     """Build the vocabulary of distinct feature texts with their stable keys."""
-    window = read_window(raw)
-    ds = ds or window["end"]
-    job = JobRun(NAME, raw, out, cfg, ds)
-    job.gate(validate, ("impressions", "users", "pois", "orders"))
-    data = load_raw(spark, raw)
+    job = JobRun(NAME, raw, out, cfg, ds or "")
+    spec = job.spec
+    reg = registry(spec)
+    window = read_window(raw, spec)
+    ds = job.ds = ds or window["end"]
+    job.gate(validate, tuple(spec.tables))
+    data = load_raw(spark, raw, spec)
     t0 = time.perf_counter()
-    fields = cfg.features.vocab_fields
-    tables = field_tables(data, cfg, fields, as_date(window["valid"]))
-    parts = [tables[f].select(F.lit(f).alias("field"), F.lit(FIELDS[f].entity).alias("entity"), "key", "text")
+    fields = spec.vocab
+    tables = field_tables(data, fields, as_date(window["cutoff"]))
+    parts = [tables[f].select(F.lit(f).alias("field"), F.lit(reg.field(f).entity).alias("entity"), "key", "text")
              for f in fields]
     vocab = parts[0]
     for p in parts[1:]:
@@ -55,10 +57,10 @@ def run(spark: SparkSession, cfg: LarrConfig, raw: Path, out: Path, ds: str | No
     written = spark.read.parquet(str(out / NAME)).where(F.col("ds") == ds).cache()
     per_field = {r["field"]: r["count"] for r in written.groupBy("field").count().collect()}
     collisions = written.groupBy("key").agg(F.countDistinct("field", "text").alias("n")).where("n > 1").count()
-    scene = cfg.features.scene_fields
-    keyed = attach_keys(with_scene_columns(data.impressions), tables, scene)
+    scene = spec.scene
+    keyed = attach_keys(data.log, tables, spec, scene)
     combos = keyed.select("scene_keys").distinct().count()
-    scene_only = [f for f in scene if f.startswith("SCENE_")]
+    scene_only = [f for f in scene if spec.fields[f].entity == "scene"]
     scene_combos = keyed.select(*[f"key_{f}" for f in scene_only]).distinct().count()
     job.lap("report", t0)
     job.rows_out = {"texts": sum(per_field.values())}
