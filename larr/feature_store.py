@@ -1,8 +1,9 @@
 """Feast glue: export the offline tables, prepare a repo copy, apply, materialize, read online features.
 
-The definitions live in ``feature_repo/definitions.py`` (Feast's own objects); this module only moves data
-into the offline store and drives Feast's APIs (``feast apply`` through its CLI, materialization and online
-reads through :class:`feast.FeatureStore`).
+The definitions are Feast's own objects, rendered from the feature spec by :mod:`larr.feast_repo` (the
+shipped ``feature_repo/definitions.py`` is the food_delivery rendering); this module only moves data into
+the offline store and drives Feast's APIs (``feast apply`` through its CLI, materialization and online reads
+through :class:`feast.FeatureStore`).
 """
 
 from __future__ import annotations
@@ -19,20 +20,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from larr.feast_repo import REPO, definitions_source, stat_views
+from larr.spec import Spec, load_spec
+
 log = logging.getLogger("larr.features")
-REPO = Path(__file__).resolve().parents[1] / "feature_repo"
-STAT_VIEWS = {"user_stats": ("user_id", ["u_imps", "u_clicks", "u_orders", "u_ctr"]),
-              "poi_stats": ("poi_id", ["p_imps", "p_clicks", "p_orders", "p_ctr", "p_cvr"])}
 
 
-def export_stats(jobs: Path, features: Path) -> dict[str, int]:
-    """User and POI statistics from the CTR samples, one row per (entity, day) stamped at the start of the day:
-    a point-in-time join then sees, for an impression, exactly the statistics of the days before it."""
+def _spec(spec: Spec | str | Path | None) -> Spec:
+    """A :class:`Spec`, a spec name or path, or None (the shipped food_delivery)."""
+    return spec if isinstance(spec, Spec) else load_spec(spec or "food_delivery")
+
+
+def export_stats(jobs: Path, features: Path, spec: Spec | str | Path) -> dict[str, int]:
+    """User and item statistics from the CTR samples (views :func:`larr.feast_repo.stat_views` of ``spec``),
+    one row per (entity, day) stamped at the start of the day: a point-in-time join then sees, for an
+    impression, exactly the statistics of the days before it."""
+    spec = _spec(spec)
     samples = pd.read_parquet(jobs / "ctr_samples")
     samples["event_timestamp"] = pd.to_datetime(samples["date"].astype(str))
     features.mkdir(parents=True, exist_ok=True)
     out = {}
-    for name, (key, cols) in STAT_VIEWS.items():
+    for name, (key, cols) in stat_views(spec).items():
         df = samples[[key, "event_timestamp", *cols]].drop_duplicates([key, "event_timestamp"])
         df.to_parquet(features / f"{name}.parquet", index=False)
         out[name] = len(df)
@@ -67,20 +75,24 @@ def region_scene_rows(weather: pd.DataFrame) -> pd.DataFrame:
 
 
 def export_region_scene(raw: Path, features: Path) -> int:
-    """Batch history of the push source: the hourly weather of the raw data."""
+    """Batch history of the push source: the hourly weather of the raw data.  Only for a spec with
+    ``realtime`` (the region_scene_state view exists only then)."""
     rows = region_scene_rows(pd.read_parquet(raw / "weather.parquet"))
     features.mkdir(parents=True, exist_ok=True)
     rows.to_parquet(features / "region_scene_state.parquet", index=False)
     return len(rows)
 
 
-def prepare_repo(dest: Path, features: Path, online: str = "sqlite", redis: str = "127.0.0.1:6379") -> Path:
-    """A runnable copy of ``feature_repo/`` whose feature_store.yaml points at ``dest`` for registry and
-    SQLite, and at ``redis`` for the Redis online store."""
+def prepare_repo(dest: Path, features: Path, online: str = "sqlite", redis: str = "127.0.0.1:6379",
+                 spec: Spec | str | Path | None = None) -> Path:
+    """A runnable Feast repo in ``dest``: ``definitions.py`` rendered from ``spec`` (default: food_delivery),
+    and a feature_store.yaml that points at ``dest`` for registry and SQLite, and at ``redis`` for the Redis
+    online store."""
+    spec = _spec(spec)
     dest = dest.resolve()
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("definitions.py", ".feastignore"):
-        shutil.copy(REPO / name, dest / name)
+    (dest / "definitions.py").write_text(definitions_source(spec))
+    shutil.copy(REPO / ".feastignore", dest / ".feastignore")
     if online == "sqlite":
         store = f"online_store:\n  type: sqlite\n  path: {dest / 'online_store.db'}\n"
     elif online == "redis":

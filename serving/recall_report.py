@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from serving.recall import PoiIndex, query_text
+from larr.spec import Spec, load_spec
+from serving.recall import PoiIndex, display_info, query_text
 
 KIND_QUERIES = {
     "a scorching hot sunny afternoon, something cold and refreshing": "cold food",
@@ -54,25 +55,25 @@ def evaluate(index: PoiIndex, embed: Callable[[list[str]], np.ndarray], pois: pd
     return out
 
 
-def run(repo: Path, raw: Path, llm: Path, out: Path, k: int = 10) -> dict[str, Any]:
+def run(repo: Path, raw: Path, llm: Path, out: Path, k: int = 10, spec: Spec | None = None) -> dict[str, Any]:
     from larr.llm.backbone import load_backbone
     from larr.llm.encoder import TextEncoder
-    from training.llm_report import poi_full_texts
+    from training.llm_report import item_full_texts
 
+    spec = spec or load_spec()
     pois = pd.read_parquet(raw / "pois.parquet")
     names = pd.read_parquet(raw / "regions.parquet").set_index("region_id")["name"]
     pois["region"] = pois["region_id"].map(names)
     regions = names.tolist()
     results = {}
     tuned = TextEncoder.load(llm / "encoder")
-    results["CPT + contrastive (Feast vectors)"] = evaluate(PoiIndex.from_feast(repo, raw),
+    results["CPT + contrastive (Feast vectors)"] = evaluate(PoiIndex.from_feast(repo, raw, spec),
                                                             lambda t: tuned.encode(t), pois, regions, k)
-    texts = poi_full_texts(raw)
-    info = pd.DataFrame({"poi_id": pois["poi_id"], "region": pois["region"],
-                         "main_dish": pois["dishes"].map(lambda d: d[0]["name"])})
+    texts = item_full_texts(raw, spec)
+    info = display_info(raw, spec)
     model, tok = load_backbone(llm / "base")
     base = TextEncoder(model, tok, None)
-    results["base (no training)"] = evaluate(PoiIndex(texts["poi_id"].to_numpy(), base.encode(texts["text"].tolist()),
+    results["base (no training)"] = evaluate(PoiIndex(texts["item_id"].to_numpy(), base.encode(texts["text"].tolist()),
                                                       info), lambda t: base.encode(t), pois, regions, k)
     report = {"k": k, "encoders": results,
               "random_share_in_region": float(np.mean([(pois["region"] == r).mean() for r in regions]))}

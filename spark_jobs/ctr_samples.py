@@ -82,7 +82,7 @@ def run(spark: SparkSession, cfg: LarrConfig, raw: Path, out: Path, ds: str | No
         samples = samples.withColumn(cols.item_age, F.datediff("date", spec.item.created)).drop(spec.item.created)
     unused = [c for c in (*spec.tables[spec.log.table].lookups, *spec.tables[spec.log.table].derived)
               if c not in cols.categorical + cols.numeric]
-    samples = samples.drop("g_ctr", "g_cvr", *unused)
+    samples = samples.drop("g_ctr", "g_cvr")
     if ds:
         samples = samples.where(F.col("date") == F.lit(as_date(ds)))
     fields = spec.scene
@@ -95,7 +95,8 @@ def run(spark: SparkSession, cfg: LarrConfig, raw: Path, out: Path, ds: str | No
              .when(F.col("date").isin(valid_days), "valid").otherwise("train"))
     keyed = keyed.withColumn("_missing", missing).withColumn("split", split).cache()
     n_missing = keyed.where("_missing").count()
-    final = keyed.where(~F.col("_missing")).drop("_missing", *[f"key_{f}" for f in fields])
+    # lookups and derived columns that only served the keys are not CTR features: not written
+    final = keyed.where(~F.col("_missing")).drop("_missing", *unused, *[f"key_{f}" for f in fields])
     write_partitioned(final, out / NAME, "date")
     job.lap("build_and_write", t0)
     written = spark.read.parquet(str(out / NAME))

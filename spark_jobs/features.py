@@ -187,9 +187,10 @@ def user_history_by_day(raw: Raw, fields: list[str]) -> DataFrame:
     s, reg = raw.spec, registry(raw.spec)
     key = s.user_key
     user_days = raw.log.select(key, "date").distinct()
-    rows = history_rows(raw).select(key, F.col("date").alias("row_date"), _history_struct(s).alias("o"))
-    joined = (user_days.join(rows, (user_days[key] == rows[key]) & (rows.row_date < user_days.date), "left")
-              .drop(rows[key])
+    # renamed so the join never compares a column with itself (history rows may be rows of the log)
+    rows = history_rows(raw).select(F.col(key).alias("_row_user"), F.col("date").alias("_row_date"),
+                                    _history_struct(s).alias("o"))
+    joined = (user_days.join(rows, (F.col(key) == F.col("_row_user")) & (F.col("_row_date") < F.col("date")), "left")
               .groupBy(key, "date").agg(F.collect_list("o").alias("rows")))
     schema = StructType([StructField(key, LongType()), StructField("date", StringType())]
                         + [StructField(f, StringType()) for f in fields])

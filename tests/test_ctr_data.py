@@ -9,9 +9,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from larr.ctr.columns import ctr_columns
 from larr.ctr.data import (
-    CATEGORICAL,
-    NUMERIC,
     OOV,
     PAD,
     CtrStream,
@@ -20,6 +19,9 @@ from larr.ctr.data import (
     id_dropout,
     split_files,
 )
+from larr.spec import load_spec
+
+COLS = ctr_columns(load_spec())
 
 
 def test_pipeline_end_to_end(tiny_world: Path, tiny_jobs: Path, tmp_path: Path) -> None:
@@ -27,7 +29,7 @@ def test_pipeline_end_to_end(tiny_world: Path, tiny_jobs: Path, tmp_path: Path) 
     samples = tiny_jobs / "ctr_samples"
     train = split_files(samples, ("train",), window)
     test = split_files(samples, ("test",), window)
-    prep = Preprocessor.fit(train)
+    prep = Preprocessor.fit(train, COLS)
     prep.save(tmp_path / "prep.json")
     prep = Preprocessor.load(tmp_path / "prep.json")
 
@@ -40,7 +42,7 @@ def test_pipeline_end_to_end(tiny_world: Path, tiny_jobs: Path, tmp_path: Path) 
     # ids first seen on the test day map to OOV, never crash
     te = pd.concat(pd.read_parquet(f) for f in test)
     cat = prep.categorical(te)
-    poi_col = CATEGORICAL.index("poi_id")
+    poi_col = COLS.item_col
     new = ~te["poi_id"].astype(str).isin(prep.vocab["poi_id"]).to_numpy()
     assert new.any() and (cat[new, poi_col] == OOV).all() and (cat[~new, poi_col] > OOV).all()
 
@@ -57,7 +59,7 @@ def test_pipeline_end_to_end(tiny_world: Path, tiny_jobs: Path, tmp_path: Path) 
     batches = list(torch.utils.data.DataLoader(stream, batch_size=None))
     assert sum(len(b["click"]) for b in batches) == len(te)
     b = batches[0]
-    assert b["cat"].shape[1] == len(CATEGORICAL) and b["num"].shape[1] == len(NUMERIC)
+    assert b["cat"].shape[1] == len(COLS.categorical) and b["num"].shape[1] == len(COLS.numeric)
     assert b["scene_rows"].shape == (len(b["click"]), 10) and b["scene_rows"].dtype == torch.int64
     assert len(b["click"]) <= 500 and ((b["order"] <= b["click"]).all())
 
@@ -65,7 +67,7 @@ def test_pipeline_end_to_end(tiny_world: Path, tiny_jobs: Path, tmp_path: Path) 
 def test_shuffle_buffer_keeps_every_row_once_and_mixes_users(tiny_world: Path, tiny_jobs: Path) -> None:
     window = json.loads((tiny_world / "manifest.json").read_text())["split"]
     train = split_files(tiny_jobs / "ctr_samples", ("train",), window)
-    prep = Preprocessor.fit(train)
+    prep = Preprocessor.fit(train, COLS)
     plain = list(CtrStream(train, prep, None, batch_size=256))
     mixed = list(CtrStream(train, prep, None, batch_size=256, shuffle=True, seed=3, shuffle_buffer=2000))
     key = lambda bs: sorted(zip(torch.cat([b["user_id"] for b in bs]).tolist(),  # noqa: E731

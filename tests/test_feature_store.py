@@ -15,12 +15,16 @@ import torch
 
 from larr import feature_store as fsx
 from larr.config import load_config
+from larr.feast_repo import embedding_views
 from larr.llm.encoder import TextEncoder
+from larr.spec import load_spec
 from serving.recall import PoiIndex, query_text
 from spark_jobs import embed_features
 from spark_jobs.embed_features import EmbeddingError
 
 CFG = load_config("tiny")
+SPEC = load_spec(CFG.spec)
+ITEM_VIEW = embedding_views(SPEC)["item"]
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +37,9 @@ def embedded(spark, tiny_world: Path, tiny_jobs: Path, tiny_llm: dict, tmp_path_
     encoder = tiny_llm["out"] / "encoder"
     first = embed_features.run(spark, CFG, tiny_world, jobs, validate=False, encoder=encoder, features=features)
     second = embed_features.run(spark, CFG, tiny_world, jobs, validate=False, encoder=encoder, features=features)
-    fsx.export_stats(jobs, features)
-    fsx.export_region_scene(tiny_world, features)
+    fsx.export_stats(jobs, features, SPEC)
+    if SPEC.realtime:
+        fsx.export_region_scene(tiny_world, features)
     return {"root": root, "jobs": jobs, "features": features, "encoder": encoder, "first": first, "second": second}
 
 
@@ -57,7 +62,7 @@ def test_cache_makes_the_second_run_embed_nothing(embedded: dict) -> None:
 
 
 def test_feast_apply_in_a_temp_dir(embedded: dict, tmp_path: Path) -> None:
-    repo = fsx.prepare_repo(tmp_path / "repo", embedded["features"])
+    repo = fsx.prepare_repo(tmp_path / "repo", embedded["features"], spec=SPEC)
     fsx.apply(repo)
     s = fsx.summary(repo)
     assert s["entities"] == ["poi", "region", "scene_value", "user"]
@@ -70,25 +75,27 @@ def test_feast_apply_in_a_temp_dir(embedded: dict, tmp_path: Path) -> None:
 def test_materialize_and_read_back(embedded: dict, tiny_world: Path, tmp_path: Path, online: str,
                                    request: pytest.FixtureRequest) -> None:
     redis = request.getfixturevalue("redis_url") if online == "redis" else "127.0.0.1:6379"
-    repo = fsx.prepare_repo(tmp_path / online, embedded["features"], online, redis)
+    repo = fsx.prepare_repo(tmp_path / online, embedded["features"], online, redis, spec=SPEC)
     fsx.apply(repo)
     fsx.materialize(repo, *_window(tiny_world))
-    offline = pd.read_parquet(embedded["features"] / "poi_embeddings.parquet").head(5)
-    got = fsx.online_vectors(repo, "poi_embedding", "poi_id", offline["poi_id"].tolist())
+    offline = pd.read_parquet(embedded["features"] / f"{SPEC.item_name}_embeddings.parquet").head(5)
+    assert "main_dish" not in offline.columns
+    got = fsx.online_vectors(repo, ITEM_VIEW, SPEC.item_key, offline[SPEC.item_key].tolist())
     np.testing.assert_allclose(got, np.stack(offline["embedding"].to_numpy()), rtol=1e-6)
     scene = pd.read_parquet(embedded["features"] / "scene_value_embeddings.parquet").head(3)
     got = fsx.online_vectors(repo, "scene_value_embedding", "scene_key", scene["scene_key"].tolist())
     np.testing.assert_allclose(got, np.stack(scene["embedding"].to_numpy()), rtol=1e-6)
-    assert np.isnan(fsx.online_vectors(repo, "poi_embedding", "poi_id", [42])).all(), "unknown POI reads as missing"
-    index = PoiIndex.from_feast(repo, tiny_world)
+    assert np.isnan(fsx.online_vectors(repo, ITEM_VIEW, SPEC.item_key, [42])).all(), "unknown POI reads as missing"
+    index = PoiIndex.from_feast(repo, tiny_world, SPEC)
     enc = TextEncoder.load(embedded["encoder"])
     hits = index.search(enc.encode([query_text("a rainy evening in Guangdong")])[0], k=5)
     assert len(hits) == 5
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert all(h.region != "?" and h.main_dish != "?" for h in hits), "display info comes from the raw POI table"
 
 
 def test_point_in_time_join_never_sees_a_later_row(embedded: dict, tiny_world: Path, tmp_path: Path) -> None:
-    repo = fsx.prepare_repo(tmp_path / "pit", embedded["features"])
+    repo = fsx.prepare_repo(tmp_path / "pit", embedded["features"], spec=SPEC)
     fsx.apply(repo)
     stats = pd.read_parquet(embedded["features"] / "user_stats.parquet")
     user = stats.groupby("user_id")["event_timestamp"].nunique().idxmax()

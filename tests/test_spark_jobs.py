@@ -12,12 +12,13 @@ import pandas as pd
 import pytest
 
 from larr.config import load_config
-from larr.descriptions import CPT_TARGET_FIELDS
+from larr.spec import load_spec
 from larr.text import is_balanced, parse
 from larr.validate import ContractError
 from spark_jobs import contrastive_pairs, cpt_corpus, ctr_samples, scene_vocab
 
 CFG = load_config("tiny")
+SPEC = load_spec(CFG.spec)
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -45,7 +46,7 @@ def test_cpt_corpus_one_balanced_document_per_poi(outputs: dict, tiny_world: Pat
     for row in docs.itertuples():
         prompt, target = row.text[: row.prompt_chars], row.text[row.prompt_chars:]
         assert [f for f, _ in parse(prompt)] == ["POI_name", "POI_loc"]
-        assert [f for f, _ in parse(target)] == list(CPT_TARGET_FIELDS)
+        assert [f for f, _ in parse(target)] == SPEC.expand(SPEC.cpt.target)
         assert prompt.strip() == row.prompt and target == row.target
     assert set(docs["split"]) == {"train", "heldout"}
     m = outputs["manifests"]["cpt_corpus"]
@@ -87,7 +88,7 @@ def test_vocabulary_is_stable_across_runs_and_reports_linear_cost(spark, outputs
     pd.testing.assert_frame_equal(first[key].sort_values(key).reset_index(drop=True),
                                   second[key].sort_values(key).reset_index(drop=True))
     assert all(is_balanced(t) and parse(t)[0][0] == f for f, t in zip(first["field"], first["text"], strict=True))
-    assert set(first["field"]) == set(CFG.features.vocab_fields)
+    assert set(first["field"]) == set(SPEC.vocab)
     m = outputs["manifests"]["scene_vocab"]
     assert m["key_collisions"] == 0
     assert m["distinct_texts_of_scene_fields"] < m["distinct_full_scene_combinations_observed"]
@@ -101,7 +102,7 @@ def test_ctr_samples_keys_labels_and_split(outputs: dict, tiny_world: Path) -> N
     assert len(s) == len(imp)
     keys = {k for ks in s["scene_keys"] for k in ks}
     assert keys <= set(vocab["key"]), "every sample key has a vocabulary text"
-    assert all(len(ks) == len(CFG.features.scene_fields) for ks in s["scene_keys"])
+    assert all(len(ks) == len(SPEC.scene) for ks in s["scene_keys"])
     split = _split(tiny_world)
     s["date"] = s["date"].astype(str)
     assert set(s.loc[s["split"] == "test", "date"]) == {split["test"]}

@@ -3,7 +3,18 @@ from __future__ import annotations
 import pytest
 
 from larr import text
-from larr.text import FIELDS, feature_key, is_balanced, parse, render, render_many, special_tokens, value_key
+from larr.text import (
+    feature_key,
+    is_balanced,
+    parse,
+    registry,
+    render,
+    render_many,
+    special_tokens,
+    value_key,
+)
+
+FIELDS = registry().fields
 
 
 @pytest.mark.parametrize("field", list(FIELDS))

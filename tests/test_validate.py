@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from larr.contract import contract_markdown
+from larr.spec import load_spec
 from larr.validate import ContractError, require_valid, validate_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +70,20 @@ def _shift_ts(days: int):
     return fn
 
 
+def _wrong_slot(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.copy()
+    rows = df.index[:5]
+    df.loc[rows, "time_slot"] = df.loc[rows, "time_slot"].map(lambda s: "lunch" if s != "lunch" else "dinner")
+    return df
+
+
+def _no_dishes(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.copy()
+    df["dishes"] = [[] if i == 0 else [{"name": "", "description": "x"}] if i == 1 else d
+                    for i, d in enumerate(df["dishes"])]
+    return df
+
+
 def _remove_table(root: Path) -> None:
     (root / "users.parquet").unlink()
 
@@ -88,7 +103,7 @@ def _poi_created_later(root: Path) -> None:
 CORRUPTIONS = {
     # name: (corrupt(root), table, column, rule, offending rows or None for "at least one")
     "null id": (_impr(_set("user_id", None, n=3)), "impressions", "user_id", "not_null", 3),
-    "order without click": (_impr(_order_without_click), "impressions", "order", "order_implies_click", None),
+    "order without click": (_impr(_order_without_click), "impressions", "order", "conversion_implies_click", None),
     "unknown user": (_impr(_set("user_id", 987654321, n=4)), "impressions", "user_id", "foreign_key", 4),
     "unknown weather": (_impr(_set("weather", "tornado", n=2)), "impressions", "weather", "allowed_values", 2),
     "coordinate out of range": (_table("pois", _set("lat", 123.0, n=1)), "pois", "lat", "in_range", 1),
@@ -101,9 +116,11 @@ CORRUPTIONS = {
                    "column_type", 1),
     "missing table": (_remove_table, "users", "*", "table_present", 1),
     "district not in region": (_table("users", _set("home_district_id", 0, n=2, rows=slice(-2, None))), "users",
-                               "home_district_id", "district_in_region", None),
-    "poi before creation": (_poi_created_later, "impressions", "poi_id", "poi_exists_at_time", None),
-    "orphan order": (_orphan_order, "orders", "request_id", "order_has_impression", 2),
+                               "home_district_id", "belongs_to", None),
+    "poi before creation": (_poi_created_later, "impressions", "poi_id", "item_exists_at_time", None),
+    "orphan order": (_orphan_order, "orders", "request_id", "history_has_impression", 2),
+    "time slot not of ts": (_impr(_wrong_slot), "impressions", "time_slot", "matches_derived", 5),
+    "poi without dishes": (_table("pois", _no_dishes), "pois", "dishes", "not_empty", 2),
 }
 
 
@@ -133,7 +150,7 @@ def test_cli_exit_codes_and_message(world_copy: Path, capsys: pytest.CaptureFixt
     _impr(_order_without_click)(world_copy)
     assert main(["validate", str(world_copy)]) == 1
     err = capsys.readouterr().err
-    assert "impressions.order [order_implies_click]: 7 of" in err
+    assert "impressions.order [conversion_implies_click]: 7 of" in err
     assert "Examples: request_id=" in err
 
 
@@ -156,9 +173,10 @@ def test_missing_folder(tmp_path: Path) -> None:
         validate_folder(tmp_path / "nope")
 
 
-def test_contract_document_is_generated_from_code() -> None:
+def test_contract_document_is_generated_from_the_spec() -> None:
     doc = (ROOT / "docs" / "data-contract.md").read_text()
-    assert doc == contract_markdown(), "docs/data-contract.md is stale: run `larr contract --out docs/data-contract.md`"
+    assert doc == contract_markdown(load_spec()), \
+        "docs/data-contract.md is stale: run `larr contract --out docs/data-contract.md`"
 
 
 def test_copy_helper_does_not_touch_the_session_world(tiny_world: Path, tmp_path: Path) -> None:
@@ -166,3 +184,76 @@ def test_copy_helper_does_not_touch_the_session_world(tiny_world: Path, tmp_path
     shutil.copytree(tiny_world, dst)
     _remove_table(dst)
     assert (tiny_world / "users.parquet").exists()
+
+
+# ----------------------------------------------------------------------------- partitions and unreadable files
+def _rules(report) -> list[tuple[str, str, str]]:
+    return [(v.table, v.column, v.rule) for v in report.violations]
+
+
+def test_key_is_unique_across_the_part_files_of_a_partition(world_copy: Path) -> None:
+    """Spark writes several part files per partition: a key repeated in two of them is a duplicate."""
+    f = _first_impressions(world_copy)
+    df = pd.read_parquet(f)
+    half = len(df) // 2
+    f.unlink()
+    for name, part in (("part-00000.parquet", df.iloc[:half]), ("part-00001.parquet", df.iloc[half - 4:])):
+        pq.write_table(pa.Table.from_pandas(part, preserve_index=False), f.parent / name)
+    report = validate_folder(world_copy)
+    assert _rules(report) == [("impressions", "request_id", "unique_key")], [v.message() for v in report.violations]
+    assert report.violations[0].rows == 4
+
+
+def test_a_partition_not_named_by_an_iso_date_is_a_violation(world_copy: Path) -> None:
+    part = _first_impressions(world_copy).parent
+    rows = len(pd.read_parquet(part))
+    part.rename(part.with_name("date=July-2"))
+    report = validate_folder(world_copy)
+    assert _rules(report) == [("impressions", "*", "partition_date")], [v.message() for v in report.violations]
+    v = report.violations[0]
+    assert v.rows == rows
+    assert "partition=date=July-2" in v.message()
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _garble_pages(path: Path) -> None:
+    """Overwrite the column pages but keep the footer: the schema reads, the data does not."""
+    data = bytearray(path.read_bytes())
+    data[8: len(data) // 2] = b"\xff" * (len(data) // 2 - 8)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", [_truncate, _garble_pages])
+def test_an_unreadable_log_file_is_reported_once_without_a_cascade(world_copy: Path, damage) -> None:
+    f = _first_impressions(world_copy)
+    damage(f)
+    report = validate_folder(world_copy)  # no traceback
+    assert _rules(report) == [("impressions", "*", "readable")], [v.message() for v in report.violations]
+    v = report.violations[0]
+    assert v.rows == 1
+    msg = v.message()
+    assert f"file={f.relative_to(world_copy)}" in msg
+    # the orders of the unreadable day are not reported as orphans: the check is skipped, and the message says so
+    assert "skipped: orders.request_id [history_has_impression]" in msg
+
+
+def test_an_unreadable_item_table_skips_the_checks_that_need_its_keys(world_copy: Path) -> None:
+    _truncate(world_copy / "pois.parquet")
+    report = validate_folder(world_copy)
+    assert _rules(report) == [("pois", "*", "readable")], [v.message() for v in report.violations]
+    msg = report.violations[0].message()
+    for check in ("impressions.poi_id [foreign_key]", "impressions.poi_id [item_exists_at_time]",
+                  "orders.poi_id [foreign_key]"):
+        assert check in msg
+    # validating only the log still names the cause of its skipped checks
+    only = validate_folder(world_copy, tables=["impressions"])
+    assert _rules(only) == [("pois", "*", "readable")]
+
+
+def test_unknown_table_name_is_refused(tiny_world: Path) -> None:
+    with pytest.raises(ValueError, match="unknown table"):
+        validate_folder(tiny_world, tables=["nope"])

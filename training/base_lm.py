@@ -35,8 +35,21 @@ def run(cfg: LarrConfig, raw: Path, jobs: Path, out: Path) -> dict[str, Any]:
         metrics = {"backbone": b.path, "parameters": sum(p.numel() for p in model.parameters())}
         write_json(target / "metrics.json", metrics, cfg)
         return metrics
-    general = [line for line in (raw / "general_text.txt").read_text().splitlines() if line.strip()]
     corpus = read_latest(jobs / "cpt_corpus")["text"].map(strip_tags).tolist()
+    general_file = raw / "general_text.txt"
+    if general_file.exists():
+        general = [line for line in general_file.read_text().splitlines() if line.strip()]
+        log.info("base backbone: pretraining on %s (%d documents)", general_file, len(general))
+    else:
+        # Real logs come without the simulator's world knowledge: pretrain on the corpus itself (tags stripped,
+        # so CPT still has something to learn: the field structure).  A real model: llm.backbone.path.
+        general = corpus
+        log.warning("base backbone: no %s; pretraining the default backbone on the CPT corpus itself "
+                    "(%d documents). For real text, point llm.backbone.path at a local Hugging Face model.",
+                    general_file, len(general))
+    if b.general_epochs >= 20 and len(general) > 5000:
+        log.warning("base backbone: %d epochs over %d documents can take a long time on a CPU; lower "
+                    "llm.backbone.general_epochs or set llm.backbone.path", b.general_epochs, len(general))
     pairs = read_latest(jobs / "contrastive_pairs")
     tokenizer_text = general + corpus + pairs["anchor_text"].map(strip_tags).tolist()
     t0 = time.perf_counter()

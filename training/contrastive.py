@@ -26,6 +26,8 @@ from larr.config import LarrConfig, load_config
 from larr.llm.backbone import load_backbone
 from larr.llm.contrastive import grad_cache_step, info_nce, kind_batches
 from larr.llm.encoder import TextEncoder
+from larr.spec import load_spec
+from larr.text import registry
 from training.common import launcher_parser, read_latest, seed_everything, set_threads, write_json
 from training.cpt import base_path
 from training.ds_config import resolve as resolve_ds
@@ -47,7 +49,7 @@ def run(cfg: LarrConfig, jobs: Path, out: Path, init: str = "cpt", name: str | N
     model, tok = load_backbone(init_path(cfg, out, init))
     if gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    enc = TextEncoder(model, tok, c.proj_dim, c.max_length)
+    enc = TextEncoder(model, tok, c.proj_dim, c.max_length, registry(load_spec(cfg.spec)).special_tokens())
     pairs = read_latest(jobs / "contrastive_pairs")
     pairs = pairs[(pairs["split"] == "train") & pairs["kind"].isin([k for k, w in c.weights.items() if w > 0])]
     pairs = pairs.reset_index(drop=True)
@@ -141,7 +143,8 @@ def save_noft_encoder(cfg: LarrConfig, out: Path, name: str = "encoder_noft") ->
     if not (cpt_model / "config.json").exists():
         raise FileNotFoundError(f"{cpt_model} holds no CPT model: run `larr train cpt` first")
     model, tok = load_backbone(cpt_model)
-    TextEncoder(model, tok, proj_dim=None, max_length=cfg.llm.contrastive.max_length).save(
+    TextEncoder(model, tok, proj_dim=None, max_length=cfg.llm.contrastive.max_length,
+                field_tokens=registry(load_spec(cfg.spec)).special_tokens()).save(
         out / name, extra={"init": "cpt", "contrastive": False})
     return out / name
 

@@ -18,6 +18,8 @@ from typing import Any
 from larr.config import LarrConfig, load_config
 from larr.llm.backbone import add_field_tokens, load_backbone, save_backbone
 from larr.llm.lm_data import pack, target_loss, tokenize_documents
+from larr.spec import load_spec
+from larr.text import registry
 from training.common import launcher_parser, read_latest, seed_everything, set_threads, write_json
 from training.lm_trainer import train_causal_lm
 
@@ -35,7 +37,7 @@ def run(cfg: LarrConfig, jobs: Path, out: Path, deepspeed: str | None = None,
     set_threads(cfg)
     c = cfg.llm.cpt
     model, tok = load_backbone(base_path(cfg, out))
-    added = add_field_tokens(model, tok)
+    added = add_field_tokens(model, tok, registry(load_spec(cfg.spec)).special_tokens())
     corpus = read_latest(jobs / "cpt_corpus")
     train = corpus[corpus["split"] == "train"]
     held = corpus[corpus["split"] == "heldout"]

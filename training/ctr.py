@@ -29,15 +29,17 @@ import torch
 from tqdm import tqdm
 
 from larr.config import CtrConfig, LarrConfig, load_config
-from larr.ctr.data import CATEGORICAL, NUMERIC, CtrStream, Preprocessor, SceneTable, id_dropout, split_files
+from larr.ctr.columns import CtrColumns, ctr_columns
+from larr.ctr.data import CtrStream, Preprocessor, SceneTable, id_dropout, split_files
 from larr.ctr.gauc import gauc
 from larr.ctr.models import CtrModel, ctr_ctcvr_loss
 from larr.ctr.p5 import P5Classifier, SceneTexts
 from larr.metrics import auc
+from larr.spec import Spec, load_spec, window_of
 from training.common import seed_everything
 
 log = logging.getLogger("larr.ctr")
-SLICES = ("all", "new_pois", "travellers", "rest")  # what evaluate() reports, in this order
+SLICES = ("all", "new_pois", "travellers", "rest")  # the food world's slices (the spec names them: slice_names)
 EVAL_CACHE_ROWS = 2_000_000  # validation/test days up to this size are preprocessed once per experiment
 METRICS = ("ctr_auc", "ctcvr_auc", "ctr_gauc", "ctcvr_gauc", "ctr_logloss", "ctcvr_logloss")
 
@@ -47,22 +49,45 @@ def _logloss(y: np.ndarray, p: np.ndarray) -> float:
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
-def evaluate(test: pd.DataFrame, p_ctr: np.ndarray, p_ctcvr: np.ndarray) -> dict[str, dict[str, float]]:
-    """Metrics per slice; ``test`` holds click, order, user_id, poi_age_days, out_of_area and the oracle."""
-    slices = {"all": np.ones(len(test), bool), "new_pois": (test["poi_age_days"] == 0).to_numpy(),
-              "travellers": test["out_of_area"].to_numpy(bool)}
-    slices["rest"] = ~(slices["new_pois"] | slices["travellers"])
+def slice_masks(spec: Spec, cols: CtrColumns, test: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Boolean masks of the spec's evaluation slices over the test rows: all, new items (created on the
+    test day, where items carry a creation date), each declared bool slice column, and the rest."""
+    out = {"all": np.ones(len(test), bool)}
+    named = []
+    if spec.new_item_slice():
+        out[spec.new_item_slice()] = (test[cols.item_age] == 0).to_numpy()
+        named.append(spec.new_item_slice())
+    for name, col in spec.slices.items():
+        out[name] = test[col].to_numpy(bool)
+        named.append(name)
+    if named:
+        out["rest"] = ~np.logical_or.reduce([out[n] for n in named])
+    return out
+
+
+def evaluate(test: pd.DataFrame, p_ctr: np.ndarray, p_ctcvr: np.ndarray, slices: dict[str, np.ndarray] | None = None,
+             conversion: bool = True) -> dict[str, dict[str, float]]:
+    """Metrics per slice (NaN where a metric does not exist: CTCVR without a conversion label, the oracle
+    on real logs, AUC on an empty or one-class slice).  ``test`` holds click, order, user_id, and the
+    oracle's p_click / p_ctcvr when the data came from a simulator."""
+    nan = float("nan")
+    if slices is None:  # the food world's slices
+        slices = {"all": np.ones(len(test), bool), "new_pois": (test["poi_age_days"] == 0).to_numpy(),
+                  "travellers": test["out_of_area"].to_numpy(bool)}
+        slices["rest"] = ~(slices["new_pois"] | slices["travellers"])
     out = {}
     for name, m in slices.items():
         t = test[m]
         y_c, y_o = t["click"].to_numpy(), t["order"].to_numpy()
         g_ctr, skipped = gauc(t["user_id"].to_numpy(), y_c, p_ctr[m])
-        g_ctcvr, _ = gauc(t["user_id"].to_numpy(), y_o, p_ctcvr[m])
-        out[name] = {"rows": int(m.sum()), "ctr_auc": auc(y_c, p_ctr[m]), "ctcvr_auc": auc(y_o, p_ctcvr[m]),
+        g_ctcvr, _ = gauc(t["user_id"].to_numpy(), y_o, p_ctcvr[m]) if conversion else (nan, 0)
+        out[name] = {"rows": int(m.sum()), "ctr_auc": auc(y_c, p_ctr[m]),
+                     "ctcvr_auc": auc(y_o, p_ctcvr[m]) if conversion else nan,
                      "ctr_gauc": g_ctr, "ctcvr_gauc": g_ctcvr, "gauc_users_skipped": skipped,
-                     "ctr_logloss": _logloss(y_c, p_ctr[m]), "ctcvr_logloss": _logloss(y_o, p_ctcvr[m]),
-                     "oracle_ctr_auc": auc(y_c, t["p_click"].to_numpy()),
-                     "oracle_ctcvr_auc": auc(y_o, t["p_ctcvr"].to_numpy())}
+                     "ctr_logloss": _logloss(y_c, p_ctr[m]) if m.any() else nan,
+                     "ctcvr_logloss": _logloss(y_o, p_ctcvr[m]) if conversion and m.any() else nan,
+                     "oracle_ctr_auc": auc(y_c, t["p_click"].to_numpy()) if "p_click" in t else nan,
+                     "oracle_ctcvr_auc": auc(y_o, t["p_ctcvr"].to_numpy()) if conversion and "p_ctcvr" in t else nan}
     return out
 
 
@@ -73,6 +98,8 @@ class CtrData:
 
     data: Path
     samples: Path
+    spec: Spec
+    cols: CtrColumns
     window: dict[str, Any]
     train_files: list[Path]
     valid_files: list[Path]
@@ -84,33 +111,44 @@ class CtrData:
     _eval: dict[tuple[str, int, int], tuple[SceneTable | None, list]] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, data: Path, samples: Path | None = None) -> CtrData:
-        manifest = data / "manifest.json"
-        if not manifest.exists():
-            raise FileNotFoundError(f"{manifest} missing: {data} is not a world folder (run `larr generate`)")
-        window = json.loads(manifest.read_text())["split"]
+    def load(cls, data: Path, samples: Path | None = None, spec: Spec | None = None,
+             oracle: Path | None = None) -> CtrData:
+        """``data``: the raw folder (with ``jobs/`` and ``features/`` by default); ``samples``: the ctr_samples
+        folder (default DATA/jobs/ctr_samples).  The split is the spec's, over the samples' date partitions.
+        The simulator's oracle (``DATA/_oracle/test_truth.parquet``, or ``oracle``) is joined when present;
+        on real logs there is none and the reports omit it."""
+        spec = spec or load_spec()
+        cols = ctr_columns(spec)
         samples = samples or data / "jobs" / "ctr_samples"
+        days = sorted(p.name.split("=", 1)[1] for p in samples.glob("date=*"))
+        if not days:
+            raise FileNotFoundError(f"{samples} has no date= partitions: run `larr spark ctr_samples` first")
+        window = window_of(spec, days)
         train, valid, test = (split_files(samples, (s,), window) for s in ("train", "valid", "test"))
-        prep = Preprocessor.fit(train)
-        cols = ["request_id", "poi_id", "user_id", "click", "order", "poi_age_days", "out_of_area", "scene_keys"]
-        test_df = pd.concat(pd.read_parquet(f, columns=cols) for f in test).reset_index(drop=True)
-        oracle_path = data / "_oracle" / "test_truth.parquet"
-        if not oracle_path.exists():
-            raise FileNotFoundError(f"{oracle_path} missing: the oracle comes with a simulated world only")
-        oracle = pd.read_parquet(oracle_path)
-        test_df = test_df.merge(oracle, on=["request_id", "poi_id"], how="left", validate="one_to_one")
-        if test_df["p_click"].isna().any():
-            raise ValueError(f"{int(test_df['p_click'].isna().sum())} test rows have no oracle row in "
-                             f"{oracle_path}: ctr_samples and the world disagree; re-run `larr spark ctr_samples`")
-        valid_df = pd.concat(pd.read_parquet(f, columns=["click", "order"]) for f in valid).reset_index(drop=True)
-        return cls(data, samples, window, train, valid, test, prep, test_df, valid_df)
+        prep = Preprocessor.fit(train, cols)
+        keys = [spec.log.request, spec.item_key, spec.user_key]
+        extra = ([cols.item_age] if cols.item_age else []) + list(spec.slices.values())
+        want = list(dict.fromkeys([*keys, *cols.labels, *extra, "scene_keys"]))
+        test_df = pd.concat(pd.read_parquet(f, columns=want) for f in test).reset_index(drop=True)
+        test_df = _standard_labels(spec, test_df)
+        oracle_path = oracle or data / "_oracle" / "test_truth.parquet"
+        if oracle_path.exists():
+            truth = pd.read_parquet(oracle_path)
+            on = [c for c in (spec.log.request, spec.item_key) if c in truth.columns]
+            test_df = test_df.merge(truth, on=on, how="left", validate="one_to_one")
+            if test_df["p_click"].isna().any():
+                raise ValueError(f"{int(test_df['p_click'].isna().sum())} test rows have no oracle row in "
+                                 f"{oracle_path}: ctr_samples and the world disagree; re-run `larr spark ctr_samples`")
+        valid_df = _standard_labels(spec, pd.concat(pd.read_parquet(f, columns=list(cols.labels))
+                                                    for f in valid).reset_index(drop=True))
+        return cls(data, samples, spec, cols, window, train, valid, test, prep, test_df, valid_df)
 
     def eval_batches(self, split: str, scene: SceneTable | None, batch_size: int) -> Iterable[dict[str, torch.Tensor]]:
         """Preprocessed batches of the validation or test day.  Every epoch of every run of an experiment
         evaluates on the same rows, so they are prepared once per scene table and kept -- unless the day has
         more than ``EVAL_CACHE_ROWS`` rows, when they are streamed from parquet each time (bounded memory)."""
         files, rows = (self.valid_files, len(self.valid)) if split == "valid" else (self.test_files, len(self.test))
-        stream = CtrStream(files, self.prep, scene, batch_size)
+        stream = self.stream(files, scene, batch_size)
         if rows > EVAL_CACHE_ROWS:
             return stream
         key = (split, id(scene), batch_size)
@@ -118,6 +156,14 @@ class CtrData:
         if cached is None or cached[0] is not scene:  # identity check: an id can be reused after GC
             cached = self._eval[key] = (scene, list(stream))
         return cached[1]
+
+    def stream(self, files: list[Path], scene: SceneTable | None, batch_size: int, **kw: Any) -> CtrStream:
+        return CtrStream(files, self.prep, scene, batch_size, labels=self.cols.labels, user_key=self.spec.user_key,
+                         **kw)
+
+    def evaluate(self, p_ctr: np.ndarray, p_ctcvr: np.ndarray) -> dict[str, dict[str, float]]:
+        return evaluate(self.test, p_ctr, p_ctcvr, slice_masks(self.spec, self.cols, self.test),
+                        self.spec.has_conversion)
 
     def scene(self, features: Path) -> SceneTable:
         key = str(features)
@@ -140,10 +186,25 @@ def _predict(model: CtrModel, batches: Iterable[dict[str, torch.Tensor]]) -> tup
     return np.concatenate(p_ctr), np.concatenate(p_ctcvr)
 
 
-def build_model(kind: str, cfg: CtrConfig, prep: Preprocessor, scene: SceneTable | None) -> CtrModel:
-    sizes = [prep.sizes()[c] for c in CATEGORICAL]
-    return CtrModel(kind, sizes, len(NUMERIC), cfg, torch.from_numpy(scene.matrix) if scene is not None else None,
-                    user_col=CATEGORICAL.index("user_id"), poi_col=CATEGORICAL.index("poi_id"))
+def _standard_labels(spec: Spec, df: pd.DataFrame) -> pd.DataFrame:
+    """The spec's label and user columns under the names evaluation reads: click, order (zeros without a
+    conversion label), user_id."""
+    df = df.copy()
+    df["click"] = df[spec.labels.click]
+    df["order"] = df[spec.labels.conversion] if spec.labels.conversion else 0
+    if spec.user_key in df:
+        df["user_id"] = df[spec.user_key]
+    return df
+
+
+def build_model(kind: str, cfg: CtrConfig, prep: Preprocessor, scene: SceneTable | None,
+                cols: CtrColumns | None = None, conversion: bool = True) -> CtrModel:
+    cat = prep.categorical_columns
+    sizes = [prep.sizes()[c] for c in cat]
+    user_col, item_col = (cols.user_col, cols.item_col) if cols else (cat.index("user_id"), cat.index("poi_id"))
+    return CtrModel(kind, sizes, len(prep.numeric_columns), cfg,
+                    torch.from_numpy(scene.matrix) if scene is not None else None,
+                    user_col=user_col, poi_col=item_col, conversion=conversion)
 
 
 def run_ctr(cfg: CtrConfig, kind: str, d: CtrData, seed: int, features: Path | None = None,
@@ -158,12 +219,11 @@ def run_ctr(cfg: CtrConfig, kind: str, d: CtrData, seed: int, features: Path | N
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     scene = d.scene(features or d.data / "features") if kind in ("larr", "noal") else None
-    model = build_model(kind, cfg, d.prep, scene)
+    model = build_model(kind, cfg, d.prep, scene, d.cols, d.spec.has_conversion)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    stream = CtrStream(d.train_files, d.prep, scene, cfg.batch_size, shuffle=True, seed=seed,
-                       shuffle_buffer=cfg.shuffle_buffer)
+    stream = d.stream(d.train_files, scene, cfg.batch_size, shuffle=True, seed=seed, shuffle_buffer=cfg.shuffle_buffer)
     history: dict[str, list] = {"loss": [], "align": [], "valid": []}
-    id_cols = [CATEGORICAL.index("user_id"), CATEGORICAL.index("poi_id")]
+    id_cols = [d.cols.user_col, d.cols.item_col]
     seen, train_seconds = 0, 0.0
     for epoch in range(cfg.epochs):
         model.train()
@@ -183,7 +243,8 @@ def run_ctr(cfg: CtrConfig, kind: str, d: CtrData, seed: int, features: Path | N
         train_seconds += time.perf_counter() - t0
         pv_ctr, pv_ctcvr = _predict(model, d.eval_batches("valid", scene, cfg.eval_batch_size))
         history["valid"].append({"epoch": epoch + 1, "ctr_auc": auc(d.valid["click"].to_numpy(), pv_ctr),
-                                 "ctcvr_auc": auc(d.valid["order"].to_numpy(), pv_ctcvr)})
+                                 "ctcvr_auc": auc(d.valid["order"].to_numpy(), pv_ctcvr)
+                                 if d.spec.has_conversion else float("nan")})
         log.info("%s seed %d epoch %d: valid CTR AUC %.4f", kind, seed, epoch + 1, history["valid"][-1]["ctr_auc"])
     t0 = time.perf_counter()
     p_ctr, p_ctcvr = _predict(model, d.eval_batches("test", scene, cfg.eval_batch_size))
@@ -193,10 +254,11 @@ def run_ctr(cfg: CtrConfig, kind: str, d: CtrData, seed: int, features: Path | N
         torch.save(model.state_dict(), save / "model.pt")
         d.prep.save(save / "preprocessor.json")
         (save / "model.json").write_text(json.dumps({"kind": kind, "seed": seed, "ctr": cfg.model_dump(),
-                                                     "categorical": CATEGORICAL, "numeric": NUMERIC,
+                                                     "spec": d.spec.source, "categorical": d.prep.categorical_columns,
+                                                     "numeric": d.prep.numeric_columns,
                                                      "scene_table": str(features) if scene else None}, indent=2))
     return {"kind": kind, "seed": seed, "features": str(features) if scene is not None else None,
-            "metrics": evaluate(d.test, p_ctr, p_ctcvr), "history": history,
+            "metrics": d.evaluate(p_ctr, p_ctcvr), "history": history,
             "train_seconds": train_seconds, "train_samples_per_second": seen / max(train_seconds, 1e-9),
             "test_rows_per_second": len(d.test) / max(test_seconds, 1e-9),
             "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
@@ -213,8 +275,8 @@ def _sample_train(d: CtrData, n: int, seed: int) -> pd.DataFrame:
     for f, s, size in zip(d.train_files, starts, sizes, strict=True):
         local = pick[(pick >= s) & (pick < s + size)] - s
         if len(local):
-            parts.append(pd.read_parquet(f, columns=["scene_keys", "click", "order"]).iloc[local])
-    return pd.concat(parts).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+            parts.append(pd.read_parquet(f, columns=["scene_keys", *d.cols.labels]).iloc[local])
+    return _standard_labels(d.spec, pd.concat(parts).sample(frac=1.0, random_state=seed).reset_index(drop=True))
 
 
 def run_p5(cfg: LarrConfig, d: CtrData, seed: int, llm: Path, jobs: Path | None = None,
@@ -265,7 +327,7 @@ def run_p5(cfg: LarrConfig, d: CtrData, seed: int, llm: Path, jobs: Path | None 
     p_ctr, p_ctcvr = model.score(test_texts, p.eval_batch_size)
     score_seconds = time.perf_counter() - t0
     return {"kind": "p5", "seed": seed, "features": None, "backbone": str(backbone),
-            "metrics": evaluate(d.test, p_ctr, p_ctcvr), "history": history, "train_seconds": train_seconds,
+            "metrics": d.evaluate(p_ctr, p_ctcvr), "history": history, "train_seconds": train_seconds,
             "train_samples_per_second": steps * p.batch_size / max(train_seconds, 1e-9),
             "train_tokens_per_second": tokens / max(train_seconds, 1e-9), "train_samples": len(train),
             "test_rows_per_second": len(d.test) / max(score_seconds, 1e-9),
@@ -288,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = load_config(a.profile, overrides=a.overrides, seed=a.seed)
-    d = CtrData.load(Path(a.data))
+    d = CtrData.load(Path(a.data), spec=load_spec(cfg.spec))
     r = run_p5(cfg, d, a.seed, Path(a.llm)) if a.kind == "p5" else \
         run_ctr(cfg.ctr, a.kind, d, a.seed, Path(a.features) if a.features else None,
                 save=Path(a.save) if a.save else None)

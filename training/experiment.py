@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from larr.config import LarrConfig, save_config
+from larr.spec import load_spec
 from training import ctr_report
 from training.ctr import CtrData, run_ctr, run_p5
 
@@ -162,7 +163,7 @@ def run_paper(cfg: LarrConfig, data: Path, llm: Path, out: Path, seeds: int = 3,
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out)
     ensure_tables(cfg, data, llm, {v.table for v in chosen + sweep if v.table}, spark)
-    d = CtrData.load(data)
+    d = CtrData.load(data, spec=load_spec(cfg.spec))
     plan = [(v, cfg.seed + i) for i in range(seeds) for v in chosen]
     plan += [(v, cfg.seed + i) for i in range(cfg.ctr.sweep_seeds) for v in sweep]
     results = _run_plan(cfg, plan, d, llm, out, progress)

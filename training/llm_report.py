@@ -18,9 +18,11 @@ import numpy as np
 import pandas as pd
 
 from larr.config import LarrConfig
-from larr.descriptions import POI_FULL_FIELDS, poi_values, render_fields
+from larr.descriptions import entity_values, render_fields
 from larr.llm.backbone import load_backbone
 from larr.llm.encoder import TextEncoder
+from larr.spec import Spec, load_spec, window_of
+from larr.text import registry
 from training.common import read_latest, seed_everything, strip_tags, write_json
 from training.cpt import base_path
 
@@ -28,14 +30,31 @@ log = logging.getLogger("larr.train")
 Embed = Callable[[list[str]], np.ndarray]
 
 
-def poi_full_texts(raw: Path) -> pd.DataFrame:
-    """Full text of every POI, built with the same description functions the Spark jobs use."""
-    pois = pd.read_parquet(raw / "pois.parquet")
-    regions = pd.read_parquet(raw / "regions.parquet").set_index("region_id")["name"]
-    districts = pd.read_parquet(raw / "districts.parquet").set_index("district_id")["name"]
-    texts = [render_fields(poi_values(r, regions[r["region_id"]], districts[r["district_id"]]), POI_FULL_FIELDS)
-             for r in pois.to_dict("records")]
-    return pd.DataFrame({"poi_id": pois["poi_id"], "text": texts})
+def item_full_texts(raw: Path, spec: Spec) -> pd.DataFrame:
+    """Full text (the spec's ``embed.item``) of every item, built with the same description functions the Spark
+    jobs use (history counts at 0: the report compares encoders on the items' own text)."""
+    t = spec.tables[spec.item.table]
+    items = pd.read_parquet(raw / f"{spec.item.table}.parquet")
+    for alias, lk in t.lookups.items():
+        ref = pd.read_parquet(raw / f"{lk.table}.parquet").set_index(spec.tables[lk.table].key[0])[lk.column]
+        items[alias] = items[lk.via].map(ref)
+    fields = spec.expand(spec.embed.item)
+    reg = registry(spec)
+    texts = [render_fields(reg, entity_values(spec, "item", r, fields=fields), fields)
+             for r in items.to_dict("records")]
+    return pd.DataFrame({"item_id": items[spec.item_key], "text": texts})
+
+
+def history_frame(raw: Path, spec: Spec) -> pd.DataFrame:
+    """(user key, item key, date) of every history row (conversions, or log rows with the history label)."""
+    h = spec.history
+    table = h.table or spec.log.table
+    df = pd.concat(pd.read_parquet(f).assign(date=f.parent.name.split("=", 1)[1])
+                   for f in sorted((raw / table).glob("date=*/*.parquet")))
+    if h.table is None:
+        label = spec.labels.click if h.from_label == "click" else spec.labels.conversion
+        df = df[df[label] == 1]
+    return df[[spec.user_key, spec.item_key, "date"]]
 
 
 def recall_at_k(user_emb: np.ndarray, poi_emb: np.ndarray, relevant: list[set[int]], k: int = 10) -> float:
@@ -57,7 +76,8 @@ def _encoders(cfg: LarrConfig, out: Path) -> dict[str, Callable[[], Embed]]:
     def raw_backbone(path: Path) -> Callable[[], Embed]:
         def make() -> Embed:
             model, tok = load_backbone(path)
-            enc = TextEncoder(model, tok, None, cfg.llm.contrastive.max_length)
+            enc = TextEncoder(model, tok, None, cfg.llm.contrastive.max_length,
+                              registry(load_spec(cfg.spec)).special_tokens())
             return lambda texts: enc.encode(texts, bs)
         return make
 
@@ -89,30 +109,31 @@ def _encoders(cfg: LarrConfig, out: Path) -> dict[str, Callable[[], Embed]]:
 def run(cfg: LarrConfig, raw: Path, jobs: Path, out: Path) -> dict[str, Any]:
     """Evaluate every stage that exists under ``out`` and write ``out/report.md`` and ``out/report.json``."""
     seed_everything(cfg.seed)
+    spec = load_spec(cfg.spec)
     pairs = read_latest(jobs / "contrastive_pairs")
     held = pairs[pairs["split"] == "heldout"]
-    up = held[held["kind"] == "user_poi"]
+    user_item = next(k for k, p in spec.pairs.items() if p.from_history)
+    item_item = next((k for k, p in spec.pairs.items() if p.same == "item"), None)
+    up = held[held["kind"] == user_item]
     users = up.groupby("anchor_id").agg(text=("anchor_text", "first"), pois=("positive_id", lambda s: set(s)))
-    pois = poi_full_texts(raw)
-    pos = {pid: i for i, pid in enumerate(pois["poi_id"])}
+    pois = item_full_texts(raw, spec)
+    pos = {pid: i for i, pid in enumerate(pois["item_id"])}
     relevant = [{pos[p] for p in s} for s in users["pois"]]
-    # Harder and leak-free: POIs a held-out user orders on the validation/test days and never ordered before
-    # (the user text is built from training days, so the POI's name cannot simply be matched in it).
-    orders = pd.concat(pd.read_parquet(f).assign(date=f.parent.name.split("=", 1)[1])
-                       for f in sorted((raw / "orders").glob("date=*/*.parquet")))
-    order_days = sorted(orders["date"].unique())
-    valid_day = json.loads((raw / "manifest.json").read_text())["split"]["valid"] if (raw / "manifest.json").exists() \
-        else order_days[-2]
-    seen = orders[orders["date"] < valid_day].groupby("user_id")["poi_id"].agg(set)
-    future = orders[orders["date"] >= valid_day].groupby("user_id")["poi_id"].agg(set)
+    # Harder and leak-free: items a held-out user converts on the validation/test days and never did before
+    # (the user text is built from training days, so the item's name cannot simply be matched in it).
+    orders = history_frame(raw, spec)
+    days = sorted(p.name.split("=", 1)[1] for p in (raw / spec.log.table).glob("date=*"))
+    valid_day = window_of(spec, days)["cutoff"]
+    seen = orders[orders["date"] < valid_day].groupby(spec.user_key)[spec.item_key].agg(set)
+    future = orders[orders["date"] >= valid_day].groupby(spec.user_key)[spec.item_key].agg(set)
     fut_rel = []
     fut_rows = []
     for i, (uid, _row) in enumerate(users.iterrows()):
-        new = future.get(uid, set()) - seen.get(uid, set())
+        new = {p for p in future.get(uid, set()) - seen.get(uid, set()) if p in pos}
         if new:
             fut_rows.append(i)
             fut_rel.append({pos[p] for p in new})
-    pp = held[held["kind"] == "poi_poi"]
+    pp = held[held["kind"] == item_item] if item_item else held.iloc[:0]
     rows = []
     for name, make in _encoders(cfg, out).items():
         t0 = time.perf_counter()

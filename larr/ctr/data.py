@@ -22,19 +22,15 @@ import pandas as pd
 import pyarrow.parquet as pq
 import torch
 
+from larr.ctr.columns import CtrColumns
+
 PAD, OOV = 0, 1
-CATEGORICAL = ("user_id", "poi_id", "region_id", "district_id", "time_slot", "day_type", "weather", "temp_band",
-               "out_of_area", "hour", "price_level")
-COUNTS = ("u_imps", "u_clicks", "u_orders", "p_imps", "p_clicks", "p_orders", "up_imps", "up_clicks", "up_orders")
-RATES = ("u_ctr", "p_ctr", "p_cvr", "up_ctr")
-OTHER_NUMERIC = ("poi_age_days", "distance_km", "temperature_c")
-NUMERIC = COUNTS + RATES + OTHER_NUMERIC
-LABELS = ("click", "order")
 
 
 def split_files(samples: Path, splits: tuple[str, ...], window: dict) -> list[Path]:
     """Parquet files of ``ctr_samples`` whose date partition belongs to ``splits`` (train/valid/test)."""
-    days = {"train": set(window["train"]), "valid": {window["valid"]}, "test": {window["test"]}}
+    days = {"train": set(window["train"]), "valid": set(window.get("valid_days", [window["valid"]])),
+            "test": set(window.get("test_days", [window["test"]]))}
     wanted = set().union(*(days[s] for s in splits))
     files = [f for part in sorted(samples.glob("date=*")) if part.name.split("=", 1)[1] in wanted
              for f in sorted(part.glob("*.parquet"))]
@@ -50,29 +46,44 @@ class Preprocessor:
     vocab: dict[str, dict[str, int]] = field(default_factory=dict)
     mean: dict[str, float] = field(default_factory=dict)
     std: dict[str, float] = field(default_factory=dict)
+    counts: tuple[str, ...] = ()
+
+    @property
+    def categorical_columns(self) -> list[str]:
+        return list(self.vocab)
+
+    @property
+    def numeric_columns(self) -> list[str]:
+        return list(self.mean)
 
     @classmethod
-    def fit(cls, files: list[Path]) -> Preprocessor:
-        """One streaming pass over the training files."""
-        seen: dict[str, set[str]] = {c: set() for c in CATEGORICAL}
-        s1 = dict.fromkeys(NUMERIC, 0.0)
-        s2 = dict.fromkeys(NUMERIC, 0.0)
+    def fit(cls, files: list[Path], cols: CtrColumns) -> Preprocessor:
+        """One streaming pass over the training files; the columns come from the spec (:mod:`larr.ctr.columns`)."""
+        categorical, numeric = cols.categorical, cols.numeric
+        seen: dict[str, set[str]] = {c: set() for c in categorical}
+        s1 = dict.fromkeys(numeric, 0.0)
+        s2 = dict.fromkeys(numeric, 0.0)
         n = 0
         for f in files:
-            for batch in pq.ParquetFile(f).iter_batches(columns=list(CATEGORICAL + NUMERIC), batch_size=65_536):
+            names = pq.ParquetFile(f).schema_arrow.names
+            missing = [c for c in (*categorical, *numeric) if c not in names]
+            if missing:
+                raise ValueError(f"{f}: CTR samples lack column(s) {missing} that the spec's ctr section names; "
+                                 "re-run `larr spark ctr_samples` with the same spec")
+            for batch in pq.ParquetFile(f).iter_batches(columns=list(categorical + numeric), batch_size=65_536):
                 df = batch.to_pandas()
-                for c in CATEGORICAL:
+                for c in categorical:
                     seen[c].update(df[c].astype(str).unique())
-                x = _numeric(df)
-                for i, c in enumerate(NUMERIC):
+                x = _numeric(df, numeric, cols.counts)
+                for i, c in enumerate(numeric):
                     s1[c] += float(x[:, i].sum())
                     s2[c] += float((x[:, i] ** 2).sum())
                 n += len(df)
         if n == 0:
             raise ValueError("no training rows to fit the CTR preprocessor on")
-        p = cls()
-        p.vocab = {c: {v: i + 2 for i, v in enumerate(sorted(seen[c]))} for c in CATEGORICAL}
-        for c in NUMERIC:
+        p = cls(counts=tuple(cols.counts))
+        p.vocab = {c: {v: i + 2 for i, v in enumerate(sorted(seen[c]))} for c in categorical}
+        for c in numeric:
             m = s1[c] / n
             p.mean[c] = m
             p.std[c] = max(float(np.sqrt(max(s2[c] / n - m * m, 0.0))), 1e-6)
@@ -83,26 +94,30 @@ class Preprocessor:
         return {c: len(v) + 2 for c, v in self.vocab.items()}
 
     def categorical(self, df: pd.DataFrame) -> np.ndarray:
-        return np.stack([df[c].astype(str).map(self.vocab[c]).fillna(OOV).to_numpy(np.int64) for c in CATEGORICAL],
+        return np.stack([df[c].astype(str).map(v).fillna(OOV).to_numpy(np.int64) for c, v in self.vocab.items()],
                         axis=1)
 
     def numeric(self, df: pd.DataFrame) -> np.ndarray:
-        x = _numeric(df)
-        mean = np.array([self.mean[c] for c in NUMERIC])
-        std = np.array([self.std[c] for c in NUMERIC])
+        cols = self.numeric_columns
+        x = _numeric(df, cols, self.counts)
+        mean = np.array([self.mean[c] for c in cols])
+        std = np.array([self.std[c] for c in cols])
         return ((x - mean) / std).astype(np.float32)
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps({"vocab": self.vocab, "mean": self.mean, "std": self.std}))
+        path.write_text(json.dumps({"vocab": self.vocab, "mean": self.mean, "std": self.std,
+                                    "counts": list(self.counts)}))
 
     @classmethod
     def load(cls, path: Path) -> Preprocessor:
         d = json.loads(path.read_text())
-        return cls(d["vocab"], d["mean"], d["std"])
+        return cls(d["vocab"], d["mean"], d["std"], tuple(d.get("counts", ())))
 
 
-def _numeric(df: pd.DataFrame) -> np.ndarray:
-    cols = [np.log1p(df[c].to_numpy(float).clip(min=0)) if c in COUNTS else df[c].to_numpy(float) for c in NUMERIC]
+def _numeric(df: pd.DataFrame, numeric: tuple[str, ...] | list[str], counts: tuple[str, ...]) -> np.ndarray:
+    if not numeric:
+        return np.zeros((len(df), 0))
+    cols = [np.log1p(df[c].to_numpy(float).clip(min=0)) if c in counts else df[c].to_numpy(float) for c in numeric]
     return np.nan_to_num(np.stack(cols, axis=1), nan=0.0)
 
 
@@ -153,17 +168,21 @@ class CtrStream(torch.utils.data.IterableDataset):
     """
 
     def __init__(self, files: list[Path], prep: Preprocessor, scene: SceneTable | None, batch_size: int = 2400,
-                 shuffle: bool = False, seed: int = 0, shuffle_buffer: int = 200_000):
+                 shuffle: bool = False, seed: int = 0, shuffle_buffer: int = 200_000,
+                 labels: tuple[str, ...] = ("click", "order"), user_key: str = "user_id"):
         super().__init__()
         self.files, self.prep, self.scene = list(files), prep, scene
+        self.labels, self.user_key = labels, user_key
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.shuffle_buffer = max(shuffle_buffer, batch_size) if shuffle else 0
         self.epoch = 0
 
     def _arrays(self, df: pd.DataFrame) -> dict[str, np.ndarray]:
-        out = {"cat": self.prep.categorical(df), "num": self.prep.numeric(df),
-               "click": df["click"].to_numpy(np.float32), "order": df["order"].to_numpy(np.float32),
-               "user_id": df["user_id"].to_numpy(np.int64)}
+        click = df[self.labels[0]].to_numpy(np.float32)
+        # One-task specs (no conversion label) carry an all-zero "order" that the loss ignores.
+        order = df[self.labels[1]].to_numpy(np.float32) if len(self.labels) > 1 else np.zeros_like(click)
+        out = {"cat": self.prep.categorical(df), "num": self.prep.numeric(df), "click": click, "order": order,
+               "user_id": df[self.user_key].to_numpy(np.int64)}
         if self.scene is not None:
             out["scene_rows"] = self.scene.rows(np.stack(df["scene_keys"].to_numpy()).astype(np.int64))
         return out
@@ -174,7 +193,8 @@ class CtrStream(torch.utils.data.IterableDataset):
         files = list(self.files)
         if self.shuffle:
             rng.shuffle(files)
-        cols = list(CATEGORICAL + NUMERIC + LABELS) + (["scene_keys"] if self.scene is not None else [])
+        cols = list(dict.fromkeys([*self.prep.categorical_columns, *self.prep.numeric_columns, *self.labels,
+                                   self.user_key])) + (["scene_keys"] if self.scene is not None else [])
         buffer: list[dict[str, np.ndarray]] = []
         held = 0
         for f in files:

@@ -153,7 +153,8 @@ class CtrModel(nn.Module):
     wdl (Wide&Deep), deepfm.  The noCPT / noFT ablations are ``larr`` fed a different scene-vector table."""
 
     def __init__(self, kind: str, sizes: list[int], n_numeric: int, cfg: CtrConfig | None = None,
-                 scene_matrix: torch.Tensor | None = None, user_col: int = 0, poi_col: int = 1):
+                 scene_matrix: torch.Tensor | None = None, user_col: int = 0, poi_col: int = 1,
+                 conversion: bool = True):
         super().__init__()
         cfg = cfg or CtrConfig()
         if kind not in KINDS:
@@ -161,6 +162,7 @@ class CtrModel(nn.Module):
         if kind in ("larr", "noal") and scene_matrix is None:
             raise ValueError(f"{kind} needs the scene-value embedding matrix")
         self.kind, self.user_col, self.poi_col = kind, user_col, poi_col
+        self.conversion = conversion  # False: the spec has no conversion label, CTR is the only task
         self.align_weight, self.temperature = cfg.align_weight, cfg.align_temperature
         self.negatives = cfg.align_negatives
         self.emb = FeatureEmbedding(sizes, cfg.emb_dim, n_numeric)
@@ -217,13 +219,18 @@ class CtrModel(nn.Module):
 
     def loss(self, batch: dict[str, torch.Tensor], out: dict[str, torch.Tensor]) -> torch.Tensor:
         """BCE(CTR) + BCE(CTCVR) (+ align_weight x alignment for LARR)."""
-        return ctr_ctcvr_loss(out, batch) + (self.align_weight * out["align"] if "align" in out else 0.0)
+        task = ctr_ctcvr_loss(out, batch, self.conversion)
+        return task + (self.align_weight * out["align"] if "align" in out else 0.0)
 
 
-def ctr_ctcvr_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def ctr_ctcvr_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], conversion: bool = True
+                   ) -> torch.Tensor:
     """BCE(CTR) from the CTR logit + BCE(CTCVR) of pCTR x pCVR, computed in log space for stability:
-    log p_ctcvr = logsigmoid(ctr) + logsigmoid(cvr); log(1 - p_ctcvr) = log1p(-p_ctcvr)."""
+    log p_ctcvr = logsigmoid(ctr) + logsigmoid(cvr); log(1 - p_ctcvr) = log1p(-p_ctcvr).  Without a
+    conversion label (``conversion=False``) only the CTR term."""
     bce = nn.functional.binary_cross_entropy_with_logits(out["ctr_logit"], batch["click"])
+    if not conversion:
+        return bce
     log_p = nn.functional.logsigmoid(out["ctr_logit"]) + nn.functional.logsigmoid(out["cvr_logit"])
     log_q = torch.log1p(-torch.exp(log_p).clamp(max=1 - 1e-7))
     y = batch["order"]

@@ -27,7 +27,7 @@ from transformers import (
 )
 
 from larr.config import BackboneConfig
-from larr.text import FIELDS, special_tokens
+from larr.text import special_tokens
 
 log = logging.getLogger("larr.llm")
 BASE_SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
@@ -74,9 +74,10 @@ def load_backbone(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenize
     return model, tokenizer
 
 
-def add_field_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:
-    """Add every field token as a special token (never split) and resize the embeddings; returns how many were new."""
-    missing = [t for t in special_tokens() if t not in tokenizer.get_vocab()]
+def add_field_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tokens: list[str] | None = None) -> int:
+    """Add every field token of the spec (``tokens``: ``registry(spec).special_tokens()``; default: the default
+    spec's) as a special token (never split) and resize the embeddings; returns how many were new."""
+    missing = [t for t in (tokens if tokens is not None else special_tokens()) if t not in tokenizer.get_vocab()]
     if missing:
         tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
     if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
@@ -85,8 +86,10 @@ def add_field_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase)
 
 
 def closing_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """Ids of every closing field token -- the positions pooled into embeddings."""
-    return [tokenizer.convert_tokens_to_ids(f.close_token) for f in FIELDS.values()]
+    """Ids of every closing field token -- the positions pooled into embeddings.  Read from the tokenizer's
+    own added special tokens (``</NAME>``), so an encoder artefact carries its spec's fields with it."""
+    added = [t for t in tokenizer.additional_special_tokens if t.startswith("</") and t.endswith(">")]
+    return [tokenizer.convert_tokens_to_ids(t) for t in added]
 
 
 def save_backbone(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out: str | Path) -> Path:

@@ -37,9 +37,10 @@ class TextEncoder(nn.Module):
     """Backbone + optional projection; ``forward`` returns L2-normalised embeddings."""
 
     def __init__(self, backbone: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, proj_dim: int | None,
-                 max_length: int = 256):
+                 max_length: int = 256, field_tokens: list[str] | None = None):
         super().__init__()
-        add_field_tokens(backbone, tokenizer)
+        if field_tokens is not None or not closing_token_ids(tokenizer):
+            add_field_tokens(backbone, tokenizer, field_tokens)  # field_tokens: the spec's (registry(spec))
         self.backbone = backbone
         self.tokenizer = tokenizer
         self.max_length = max_length
