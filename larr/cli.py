@@ -176,22 +176,35 @@ def cmd_features(args: argparse.Namespace) -> int:
     from larr import feature_store as fsx
 
     repo = Path(args.repo)
+    spec = load_spec(_config(args).spec)
+    if args.action == "render-repo":
+        from larr.feast_repo import write_definitions
+
+        repo.mkdir(parents=True, exist_ok=True)
+        path = write_definitions(spec, repo / "definitions.py")
+        print(f"wrote {path} from the feature spec {spec.name}")
+        return 0
     if args.action == "publish":
-        features = Path(args.features)
-        stats = fsx.export_stats(Path(args.jobs), features)
-        scene = fsx.export_region_scene(Path(args.raw), features)
-        fsx.prepare_repo(repo, features, args.online, args.redis)
-        fsx.apply(repo)
+        if not args.features or not args.jobs or not args.raw:
+            raise ConfigError("features publish needs --raw, --jobs and --features (the raw folder, the Spark job "
+                              "outputs and the embedding tables)")
         from spark_jobs.common import read_window
 
-        window = read_window(Path(args.raw), load_spec(_config(args).spec))
+        features = Path(args.features)
+        stats = fsx.export_stats(Path(args.jobs), features, spec)
+        scene = fsx.export_region_scene(Path(args.raw), features) if spec.realtime else 0
+        fsx.prepare_repo(repo, features, args.online, args.redis, spec=spec)
+        fsx.apply(repo)
+        window = read_window(Path(args.raw), spec)
         start = datetime.fromisoformat(window["start"]) - timedelta(days=1)
         end = datetime.fromisoformat(window["end"]) + timedelta(days=1)
         fsx.materialize(repo, start, end)
         print(f"exported {stats} and {scene:,} region scene rows; applied and materialized into {args.online} "
               f"({repo}); {fsx.summary(repo)}")
     else:
-        v = fsx.online_vectors(repo, "poi_embedding", "poi_id", [int(x) for x in args.poi])
+        from larr.feast_repo import embedding_views
+
+        v = fsx.online_vectors(repo, embedding_views(spec)["item"], spec.item_key, [int(x) for x in args.poi])
         for pid, row in zip(args.poi, v, strict=True):
             print(pid, "missing" if not row.size or not np.isfinite(row).all() else f"{row.shape[0]}-d {row[:4]}")
     return 0
@@ -201,7 +214,7 @@ def cmd_recall(args: argparse.Namespace) -> int:
     from larr.llm.encoder import TextEncoder
     from serving.recall import PoiIndex, query_text
 
-    index = PoiIndex.from_feast(Path(args.repo), Path(args.raw))
+    index = PoiIndex.from_feast(Path(args.repo), Path(args.raw), load_spec(_config(args).spec))
     enc = TextEncoder.load(args.encoder)
     hits = index.search(enc.encode([query_text(args.query)])[0], args.k)
     print(f"query: {args.query}")
@@ -213,7 +226,8 @@ def cmd_recall(args: argparse.Namespace) -> int:
 def cmd_recall_report(args: argparse.Namespace) -> int:
     from serving import recall_report
 
-    recall_report.run(Path(args.repo), Path(args.raw), Path(args.llm), Path(args.out), args.k)
+    recall_report.run(Path(args.repo), Path(args.raw), Path(args.llm), Path(args.out), args.k,
+                      spec=load_spec(_config(args).spec))
     print((Path(args.out) / "recall_report.md").read_text())
     return 0
 
@@ -332,10 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("features", help="publish features to Feast (export, apply, materialize) or read them",
                        description="publish: export statistics and the region scene history next to the "
                                    "embeddings, write a feature repo copy at --repo for the chosen online store, "
-                                   "`feast apply` it and materialize the data window. get: read POI vectors back "
-                                   "from the online store.")
-    p.add_argument("action", choices=["publish", "get"])
-    p.add_argument("--repo", required=True, help="feature repo folder to create/use")
+                                   "`feast apply` it and materialize the data window. get: read item vectors back "
+                                   "from the online store. render-repo: write the Feast definitions.py generated "
+                                   "from the feature spec (--set spec=...).")
+    p.add_argument("action", choices=["publish", "get", "render-repo"])
+    p.add_argument("--repo", required=True, help="feature repo folder to create/use (render-repo: where "
+                                                 "definitions.py is written, e.g. feature_repo)")
     p.add_argument("--raw", help="raw data folder (publish)")
     p.add_argument("--jobs", help="Spark job outputs (publish)")
     p.add_argument("--features", help="Feast offline data folder (publish)")
@@ -353,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repo", required=True, help="feature repo folder (larr features publish)")
     p.add_argument("--raw", required=True, help="raw data folder (POI ids and region names)")
     p.add_argument("--encoder", required=True, help="encoder artefact")
+    _add_config_args(p)
     p.set_defaults(func=cmd_recall)
 
     p = sub.add_parser("recall-report", help="recall case study for every region, fine-tuned vs base",
@@ -363,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--llm", required=True, help="LLM run folder (holds base/ and encoder/)")
     p.add_argument("--out", required=True)
     p.add_argument("--k", type=int, default=10)
+    _add_config_args(p)
     p.set_defaults(func=cmd_recall_report)
 
     p = sub.add_parser("stream", help="real-time scene events: run the Kafka consumer or the event simulator",
