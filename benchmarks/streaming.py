@@ -23,7 +23,7 @@ from kafka import KafkaConsumer
 
 from larr import feature_store as fsx
 from streaming.consumer import ConsumerConfig, SceneStateConsumer
-from streaming.simulate import simulate
+from streaming.simulate import SPEC, simulate
 
 
 def raw_consume_rate(bootstrap: str, topic: str, n: int) -> float:
@@ -55,7 +55,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         features = Path(tmp) / "features"
-        fsx.export_region_scene(raw, features)
+        fsx.export_region_scene(raw, features, SPEC)  # the simulator replays the food_delivery world
         for online in ("sqlite", "redis"):
             repo = fsx.prepare_repo(Path(tmp) / online, features, online, args.redis)
             fsx.apply(repo)

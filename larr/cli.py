@@ -260,10 +260,30 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     cfg = _config(args)
     out = Path(args.out)
     report = run_paper(cfg, Path(args.data), Path(args.llm), out, seeds=args.seeds, models=args.models,
-                       sweeps=not args.no_sweeps, progress=not args.quiet)
+                       sweeps=not args.no_sweeps, progress=not args.quiet,
+                       jobs=Path(args.jobs) if args.jobs else None,
+                       features_root=Path(args.features_root) if args.features_root else None)
     print((out / "report.md").read_text())
     failed = [k for k, t in report["targets"].items() if t["pass"] is False]
     print(f"report: {out / 'report.md'}, {out / 'report.json'}; targets missed: {failed or 'none'}")
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Write a commented spec template and the bring-your-own-logs guide into a folder."""
+    from importlib import resources
+
+    out = Path(args.dir)
+    spec_file = out / "spec.yaml"
+    if spec_file.exists() and not args.force:
+        raise FileExistsError(f"{spec_file} exists; pass --force to overwrite it")
+    out.mkdir(parents=True, exist_ok=True)
+    spec_file.write_text(resources.files("larr.specs").joinpath("template.yaml").read_text())
+    guide = Path(__file__).resolve().parents[1] / "docs" / "bring-your-own-logs.md"
+    (out / "bring-your-own-logs.md").write_text(guide.read_text())
+    load_spec(spec_file)  # the template is valid as written
+    print(f"wrote {spec_file} (a valid spec to edit) and {out / 'bring-your-own-logs.md'}; next: describe your "
+          f"tables, then `larr validate RAW --set spec={spec_file}`")
     return 0
 
 
@@ -294,6 +314,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="write into a non-empty folder that holds no larr world")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("init", help="write a commented feature-spec template for your own logs",
+                       description="Writes DIR/spec.yaml (a valid, commented spec: tables, fields, scene, CTR "
+                                   "features, labels) and DIR/bring-your-own-logs.md, the walkthrough from your "
+                                   "parquet tables to a validated spec and a first run.")
+    p.add_argument("dir", help="folder to write into")
+    p.add_argument("--force", action="store_true", help="overwrite an existing spec.yaml")
+    p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("validate", help="check a raw data folder against the data contract",
                        description="Check every table of a raw data folder against docs/data-contract.md. "
@@ -434,7 +462,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "embedded first. Knobs: the ctr section of the config (larr config).")
     p.add_argument("name", choices=["paper"], help="experiment to run")
     _add_config_args(p)
-    p.add_argument("--data", default="data/small", help="world folder holding jobs/ and features/")
+    p.add_argument("--data", default="data/small", help="raw data folder (by default it also holds jobs/ and "
+                                                         "features/)")
+    p.add_argument("--jobs", help="Spark job outputs (default DATA/jobs)")
+    p.add_argument("--features-root", help="folder holding features/ (and features_nocpt/, features_noft/); "
+                                           "default DATA")
     p.add_argument("--llm", default="runs/small/llm", help="LLM run folder (encoders, base and CPT models)")
     p.add_argument("--out", required=True, help="report folder")
     p.add_argument("--seeds", type=int, default=3, help="seeds per model (profile seed, +1, ...)")

@@ -28,13 +28,9 @@ RENDER_COMMAND = "larr features render-repo"
 # Feast value types of entity join keys and feature types of item columns, by spec column type.
 KEY_TYPES = {"int": "INT64", "string": "STRING"}
 FIELD_TYPES = {"int": "Int64", "float": "Float64", "string": "String", "bool": "Bool"}
-# The real-time scene state the streaming consumer pushes (streaming/state.py RegionState.to_row): fixed.
+# The real-time scene state the streaming consumer pushes; its schema is the spec's (streaming.state.state_schema).
 REALTIME_VIEW = "region_scene_state"
 REALTIME_PUSH = "region_scene_push"
-REALTIME_SCHEMA = (("weather", "String"), ("temperature_c", "Float64"), ("weather_key", "Int64"),
-                   ("temp_key", "Int64"), ("weather_ts", "Int64"), ("time_slot", "String"),
-                   ("slot_key", "Int64"), ("slot_ts", "Int64"), ("day_type", "String"), ("day_key", "Int64"),
-                   ("context_ts", "Int64"))
 SCENE_ENTITY, SCENE_KEY, SCENE_VIEW = "scene_value", "scene_key", "scene_value_embedding"
 # Names the generated module binds itself; entity names must not shadow them.
 _RESERVED = {"os", "timedelta", "Path", "EMBEDDING_DIM", "DATA", "Entity", "FeatureService", "FeatureView",
@@ -155,6 +151,7 @@ def definitions_source(spec: Spec) -> str:
         raise ValueError(f"spec {spec.name}: the entity names give two Feast objects the same name ({clash})")
 
     types = {"Array", "Float32", "Float64", "Int64", "String"} | {t for _, t in item_cols}
+    types |= {t for _, t in realtime_schema(spec)} if rt else set()
     feast_names = ["Entity", "FeatureService", "FeatureView", "Field", "FileSource", "ValueType"]
     if rt:
         feast_names.append("PushSource")
@@ -235,12 +232,7 @@ def definitions_source(spec: Spec) -> str:
 
     ctr_features = [*stats, SCENE_VIEW]
     if rt:
-        lines += ["# ----- real-time scene state (schema fixed: what streaming/state.py pushes)",
-                  f"{REALTIME_PUSH} = PushSource(name={_q(REALTIME_PUSH)}, batch_source={rt_src})"]
-        _view(lines, REALTIME_VIEW, rt.entity, "hours=6", REALTIME_PUSH, list(REALTIME_SCHEMA),
-              _text(f"real-time scene state per {rt.entity}, pushed by the Kafka consumer (streaming/); each "
-                    "group (weather, slot, context) carries its own event time in ms (*_ts) so older events "
-                    "never win"))
+        _realtime_view(lines, spec, rt_src)
         ctr_features.append(REALTIME_VIEW)
 
     lines += ["# ----- services",
@@ -254,6 +246,28 @@ def definitions_source(spec: Spec) -> str:
               ")",
               ""]
     return "\n".join(lines)
+
+
+def realtime_schema(spec: Spec) -> list[tuple[str, str]]:
+    """``[(column, Feast type)]`` of the real-time view: exactly the row the streaming consumer pushes
+    (:func:`streaming.state.state_schema`, derived from the spec's ``realtime`` events)."""
+    from streaming.state import state_schema
+
+    return state_schema(spec)
+
+
+def _realtime_view(lines: list[str], spec: Spec, source: str | None) -> None:
+    """The push source and the real-time view: one row per ``realtime.entity``, the consumer's columns."""
+    from streaming.state import scene_schema
+
+    rt = spec.realtime
+    assert rt is not None
+    groups = ", ".join(scene_schema(spec).groups)
+    lines += ["# ----- real-time scene state (schema fixed: what streaming/state.py pushes)",
+              f"{REALTIME_PUSH} = PushSource(name={_q(REALTIME_PUSH)}, batch_source={source})"]
+    _view(lines, REALTIME_VIEW, rt.entity, "hours=6", REALTIME_PUSH, realtime_schema(spec),
+          _text(f"real-time scene state per {rt.entity}, pushed by the Kafka consumer (streaming/); each "
+                f"group ({groups}) carries its own event time in ms (*_ts) so older events never win"))
 
 
 def write_definitions(spec: Spec | None = None, path: Path | None = None) -> Path:

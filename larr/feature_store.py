@@ -47,37 +47,134 @@ def export_stats(jobs: Path, features: Path, spec: Spec | str | Path) -> dict[st
     return out
 
 
-def region_scene_rows(weather: pd.DataFrame) -> pd.DataFrame:
-    """History rows of the region_scene_state view from weather observations (region_id, ts, condition,
-    temperature_c): each observation is merged as a weather and a time-slot event by the same code the
-    streaming consumer runs (:mod:`streaming.state`)."""
+def region_scene_rows(weather: pd.DataFrame, spec: Spec | str | Path | None,
+                      day_types: pd.DataFrame | None = None) -> pd.DataFrame:
+    """History rows of the real-time view (``spec.realtime``) from observations, by the code the streaming
+    consumer runs (:mod:`streaming.state`).
+
+    ``weather``: rows of the observation table (food: the hourly weather: region_id, ts, condition,
+    temperature_c).  ``day_types``: what the log says per (key, day): columns ``<key>``, ``date`` (ISO day)
+    and log columns (food: ``day_type``, see :func:`log_day_values`).  Each observation, at its time, becomes
+    every event type whose payload it gives: from its own columns, the log's derived columns computed from
+    them (``hour`` of ``ts``), or its day's log values; an event a row cannot give (no log values for that
+    key and day) is not sent."""
     from datetime import UTC
 
-    from larr.scene import day_type
-    from streaming.events import SceneEvent
-    from streaming.state import KeyMapper, RegionState
+    from larr.descriptions import derived_column
+    from streaming.events import EventError, realtime_of
+    from streaming.state import KeyMapper, RegionState, event_from_values, state_frame
 
-    mapper = KeyMapper()
-    states: dict[int, RegionState] = {}
-    rows = []
-    for r in weather.sort_values("ts").itertuples():
-        when = pd.Timestamp(r.ts).to_pydatetime().replace(tzinfo=UTC)
-        st = states.setdefault(int(r.region_id), RegionState(int(r.region_id)))
-        mapper.apply(st, SceneEvent("weather", int(r.region_id), when,
-                                    {"condition": r.condition, "temperature_c": float(r.temperature_c)}))
-        mapper.apply(st, SceneEvent("time_slot", int(r.region_id), when, {"hour": when.hour}))
-        mapper.apply(st, SceneEvent("region_context", int(r.region_id), when, {"day_type": day_type(when.date())}))
+    spec = _spec(spec)
+    rt, log_t = realtime_of(spec), spec.tables[spec.log.table]
+    time_col = spec.log.time if spec.log.time in weather.columns else _observation_time(spec, weather)
+    obs = weather.rename(columns={time_col: spec.log.time}).sort_values([spec.log.time, rt.key], kind="stable")
+    obs = obs.reset_index(drop=True)
+    for d, v in log_t.derived.items():  # derived log columns the observations give (food: hour of ts)
+        if d not in obs.columns and all(c in obs.columns for c in v.inputs()):
+            obs[d] = derived_column(v, obs)
+    if day_types is not None and len(day_types):
+        days = day_types.assign(date=pd.to_datetime(day_types["date"]).dt.strftime("%Y-%m-%d"))
+        days = days[[rt.key, "date", *(c for c in days.columns if c not in obs.columns and c not in (rt.key, "date"))]]
+        obs["date"] = pd.to_datetime(obs[spec.log.time]).dt.strftime("%Y-%m-%d")
+        obs = obs.merge(days, on=[rt.key, "date"], how="left", validate="many_to_one").drop(columns="date")
+    mapper = KeyMapper(spec)
+    states: dict = {}
+    rows, bad = [], 0
+    kinds = [(name, list(ev.payload)) for name, ev in rt.events.items() if set(ev.payload) <= set(obs.columns)]
+    for r in obs.to_dict("records"):
+        key = r[rt.key]
+        key = int(key) if isinstance(key, int | np.integer) else key
+        when = pd.Timestamp(r[spec.log.time]).to_pydatetime().replace(tzinfo=UTC)
+        st = states.get(key)
+        if st is None:
+            st = states[key] = RegionState(key, spec)
+        for kind, payload in kinds:
+            values = {k: _plain(r[k]) for k in payload}
+            if any(v is None for v in values.values()):
+                continue
+            try:
+                mapper.apply(st, event_from_values(spec, kind, key, when, values))
+            except EventError:
+                bad += 1
         rows.append(st.to_row())
-    out = pd.DataFrame(rows)
-    out["event_timestamp"] = pd.to_datetime(out["event_timestamp"]).dt.tz_localize(None)
-    return out.astype({c: "Int64" for c in ("weather_key", "temp_key", "weather_ts", "slot_key", "slot_ts",
-                                            "day_key", "context_ts")})
+    if bad:
+        log.warning("region scene history: %d observation events failed the event checks and were skipped", bad)
+    out = state_frame(spec, rows)
+    out["event_timestamp"] = pd.to_datetime(out["event_timestamp"], utc=True).dt.tz_localize(None)
+    return out
 
 
-def export_region_scene(raw: Path, features: Path) -> int:
-    """Batch history of the push source: the hourly weather of the raw data.  Only for a spec with
-    ``realtime`` (the region_scene_state view exists only then)."""
-    rows = region_scene_rows(pd.read_parquet(raw / "weather.parquet"))
+def _plain(v: Any) -> Any:
+    """A python scalar; None for a missing value."""
+    if v is None or (isinstance(v, float | np.floating) and np.isnan(v)):
+        return None
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _observation_table(spec: Spec) -> str | None:
+    """The table replayed as history: the first non-log table with a time column and the realtime key."""
+    rt = spec.realtime
+    assert rt is not None
+    return next((n for n, t in spec.tables.items()
+                 if n != spec.log.table and t.time is not None and rt.key in t.columns), None)
+
+
+def _observation_time(spec: Spec, frame: pd.DataFrame) -> str:
+    name = _observation_table(spec)
+    if name is None or spec.tables[name].time not in frame.columns:
+        raise ValueError(f"region scene history: the observations have no time column ({spec.log.time})")
+    return spec.tables[name].time
+
+
+def log_day_values(raw: Path, spec: Spec | str | Path | None, columns: list[str]) -> pd.DataFrame:
+    """Per (realtime key, day) of the log: the most common value of each of ``columns`` (ties: the smallest
+    value), from the log's ``date=`` partitions; a key and day without a log row has no row."""
+    spec = _spec(spec)
+    rt = spec.realtime
+    assert rt is not None
+    parts = []
+    for part in sorted((raw / spec.log.table).glob("date=*")):
+        df = pd.read_parquet(part, columns=[rt.key, *columns])
+        parts.append(df.assign(date=part.name.split("=", 1)[1]))
+    if not parts:
+        return pd.DataFrame(columns=[rt.key, "date", *columns])
+    log_rows = pd.concat(parts, ignore_index=True)
+    out = None
+    for c in columns:
+        counts = log_rows.groupby([rt.key, "date", c], dropna=True).size().rename("n").reset_index()
+        top = (counts.sort_values([rt.key, "date", "n", c], ascending=[True, True, False, True])
+               .drop_duplicates([rt.key, "date"])[[rt.key, "date", c]])
+        out = top if out is None else out.merge(top, on=[rt.key, "date"], how="outer")
+    return out.reset_index(drop=True)
+
+
+def export_region_scene(raw: Path, features: Path, spec: Spec | str | Path | None = None) -> int:
+    """Batch history of the push source (view ``region_scene_state``; only for a spec with ``realtime``):
+    the observation table of the raw data (food: the hourly weather) replayed through the streaming state,
+    with each (key, day)'s log values (food: the ``day_type`` the impressions record) as that day's context
+    events.  ``spec``: a Spec, name or path (default: the shipped food_delivery)."""
+    spec = _spec(spec)
+    from streaming.events import realtime_of
+
+    rt = realtime_of(spec)
+    log_t = spec.tables[spec.log.table]
+    name = _observation_table(spec)
+    obs_cols = list(spec.tables[name].columns) if name else []
+    obs_time = spec.tables[name].time if name else None
+    given = {*obs_cols, *([spec.log.time] if obs_time else [])}
+    for d, v in log_t.derived.items():
+        if all(c in given for c in v.inputs()):
+            given.add(d)
+    day_cols = list(dict.fromkeys(k for ev in rt.events.values() for k in ev.payload
+                                  if k not in given and k in log_t.columns and k != rt.key))
+    days = log_day_values(raw, spec, day_cols) if day_cols else None
+    if name is not None:
+        weather = pd.read_parquet(raw / f"{name}.parquet")
+    else:  # no observation table: the log's day values, at the start of their day
+        weather = (days if days is not None else pd.DataFrame(columns=[rt.key, "date"])).copy()
+        weather[spec.log.time] = pd.to_datetime(weather["date"])
+        weather = weather.drop(columns="date")
+    rows = region_scene_rows(weather, spec, days)
     features.mkdir(parents=True, exist_ok=True)
     rows.to_parquet(features / "region_scene_state.parquet", index=False)
     return len(rows)

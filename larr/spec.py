@@ -285,9 +285,29 @@ class SplitSpec(_Strict):
     test: list[str] | None = None
 
 
+class EventSpec(_Strict):
+    """One real-time event type: its payload, the log columns it sets, and the fields whose keys it updates.
+
+    ``columns`` maps a log column to the payload key or the derived log column that gives its value (a
+    derived column is computed from the payload as in the log: ``time_slot: meal_slot`` takes the slot of the
+    payload's hour).  ``fields`` maps each updated scene field to its key column in the online view.  Every
+    event type is a newer-wins ``group``; its event time is stored as ``<group>_ts`` (milliseconds)."""
+
+    group: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    payload: dict[str, Literal["int", "float", "string"]]
+    columns: dict[str, str]
+    fields: dict[str, str]
+    allowed: dict[str, list[Any]] = Field(default_factory=dict, description="closed sets of payload values")
+    ranges: dict[str, tuple[float, float]] = Field(default_factory=dict, description="[min, max] of numbers")
+
+
 class RealtimeSpec(_Strict):
+    """The real-time scene state: one online row per ``entity`` (key column ``key``), updated by events."""
+
     entity: str
     key: str
+    view: str = "region_scene_state"
+    events: dict[str, EventSpec] = Field(default_factory=dict)
 
 
 class Spec(_Strict):
@@ -643,6 +663,20 @@ def _semantic_problems(s: Spec) -> list[tuple[tuple[Any, ...], str]]:
     for k in (s.user_key, s.item_key):
         if k not in s.ctr.categorical:
             out.append((("ctr", "categorical"), f"the id {k} must be a categorical feature (alignment uses it)"))
+    if s.realtime is not None:
+        t = s.tables[s.log.table]
+        for ename, ev in s.realtime.events.items():
+            loc = ("realtime", "events", ename)
+            for col, src in ev.columns.items():
+                if col not in t.columns and col not in t.derived:
+                    out.append(((*loc, "columns", col), f"unknown log column {col!r}"))
+                if src not in ev.payload and src not in t.derived:
+                    out.append(((*loc, "columns", col), f"{src!r} is neither a payload key nor a derived column"))
+            for f in ev.fields:
+                if f not in s.fields or s.fields[f].entity != "scene":
+                    out.append(((*loc, "fields", f), f"{f} is not a scene field"))
+                elif f not in s.vocab:
+                    out.append(((*loc, "fields", f), f"{f} must be in vocab, or its values have no vector"))
     for name, col in s.slices.items():
         t = s.tables[s.log.table].columns.get(col)
         if t is None or t.type != "bool":

@@ -8,9 +8,12 @@ replays the uncommitted batch, and replays are harmless because merging is newer
 the batch, commits and closes.  Metrics go to the log and to a Prometheus text endpoint.
 
 Feast's Redis store drops a write whose row timestamp is not newer than the stored one.  A row merges
-three groups with their own event times, and an update to one group can be newer for that group yet older
+several groups with their own event times, and an update to one group can be newer for that group yet older
 than another group's time, so the per-group times (``*_ts`` fields, milliseconds) carry newer-wins and the
 row's Feast ``event_timestamp`` is the wall-clock time of the write (always newer than the previous write).
+
+Events, groups and the row's columns come from the feature spec's ``realtime`` section (``cfg.spec``, or the
+:class:`~larr.spec.Spec` given to :class:`SceneStateConsumer`); a spec without one is refused.
 """
 
 from __future__ import annotations
@@ -27,14 +30,14 @@ import pandas as pd
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from larr.feast_repo import REALTIME_PUSH, REALTIME_VIEW
+from larr.spec import Spec, load_spec
 from streaming.events import EventError, parse_event
-from streaming.state import KeyMapper, RegionState
+from streaming.state import KeyMapper, RegionState, scene_schema, state_columns, state_frame
 
 log = logging.getLogger("larr.stream")
-VIEW = "region_scene_state"
-PUSH_SOURCE = "region_scene_push"
-STATE_FIELDS = ["weather", "temperature_c", "weather_key", "temp_key", "weather_ts", "time_slot", "slot_key",
-                "slot_ts", "day_type", "day_key", "context_ts"]
+VIEW = REALTIME_VIEW
+PUSH_SOURCE = REALTIME_PUSH
 
 
 @dataclass
@@ -50,6 +53,7 @@ class ConsumerConfig:
     max_seconds: float | None = None
     known_keys: Path | None = None  # scene_value_embeddings.parquet: keys that have vectors
     backlog: Path | None = None  # where values without a vector are recorded (JSON lines)
+    spec: str = "food_delivery"  # feature spec (built-in name or YAML path) whose ``realtime`` section is served
 
     @property
     def dlq(self) -> str:
@@ -85,16 +89,21 @@ def _known_keys(path: Path | None) -> set[int] | None:
 
 
 class SceneStateConsumer:
-    """The consumer; ``run()`` returns a summary dict when it stops."""
+    """The consumer of ``spec`` (default: ``load_spec(cfg.spec)``); ``run()`` returns a summary dict when it
+    stops.  A spec without a ``realtime`` section is refused (:class:`larr.spec.SpecError`) before any
+    connection is made."""
 
-    def __init__(self, cfg: ConsumerConfig, repo: Path):
+    def __init__(self, cfg: ConsumerConfig, repo: Path, spec: Spec | None = None):
         from larr.feature_store import store
 
         self.cfg = cfg
+        self.spec = spec if spec is not None else load_spec(cfg.spec)
+        self.schema = scene_schema(self.spec)  # refuses a spec without realtime
+        self.columns = state_columns(self.spec)
         self.store = store(repo)
         self.metrics = Metrics()
-        self.mapper = KeyMapper(_known_keys(cfg.known_keys))
-        self.states: dict[int, RegionState] = {}
+        self.mapper = KeyMapper(self.spec, _known_keys(cfg.known_keys))
+        self.states: dict[Any, RegionState] = {}
         self.stopping = False
         self.consumer = KafkaConsumer(
             cfg.topic, bootstrap_servers=cfg.bootstrap, group_id=cfg.group, enable_auto_commit=False,
@@ -103,19 +112,17 @@ class SceneStateConsumer:
         self.producer = KafkaProducer(bootstrap_servers=cfg.bootstrap, acks="all", retries=10, linger_ms=5)
 
     # -- state ---------------------------------------------------------------------------------------
-    def _state(self, region: int) -> RegionState:
-        if region not in self.states:
-            resp = self.store.get_online_features(features=[f"{VIEW}:{f}" for f in STATE_FIELDS],
-                                                 entity_rows=[{"region_id": region}]).to_dict()
-            row = {f: resp[f][0] for f in STATE_FIELDS}
-            self.states[region] = RegionState.from_row(region, row)
-        return self.states[region]
+    def _state(self, key: Any) -> RegionState:
+        if key not in self.states:
+            resp = self.store.get_online_features(features=[f"{VIEW}:{f}" for f in self.columns],
+                                                 entity_rows=[{self.schema.key: key}]).to_dict()
+            row = {f: resp[f][0] for f in self.columns}
+            self.states[key] = RegionState.from_row(key, row, self.spec)
+        return self.states[key]
 
-    def _write(self, regions: set[int]) -> None:
-        rows = pd.DataFrame([self.states[r].to_row() for r in sorted(regions)])
+    def _write(self, regions: set[Any]) -> None:
+        rows = state_frame(self.spec, [self.states[r].to_row() for r in sorted(regions)])
         rows["event_timestamp"] = pd.Timestamp.now(tz="UTC")  # the write time; see the module docstring
-        rows = rows.astype({c: "Int64" for c in ("weather_key", "temp_key", "weather_ts", "slot_key", "slot_ts",
-                                                 "day_key", "context_ts")})
         from feast.data_source import PushMode
 
         self.store.push(PUSH_SOURCE, rows, to=PushMode.ONLINE)
@@ -179,17 +186,17 @@ class SceneStateConsumer:
                     break
                 continue
             last_msg = now
-            changed: set[int] = set()
+            changed: set[Any] = set()
             for records in batch.values():
                 for msg in records:
                     self.metrics.consumed.inc()
                     try:
-                        ev = parse_event(msg.value)
+                        ev = parse_event(msg.value, self.spec)
                     except EventError as err:
                         self._dead_letter(msg, str(err))
                         continue
-                    if self.mapper.apply(self._state(ev.region_id), ev):
-                        changed.add(ev.region_id)
+                    if self.mapper.apply(self._state(ev.key), ev):
+                        changed.add(ev.key)
                     else:
                         self.metrics.stale.inc()
             if changed:

@@ -1,12 +1,13 @@
-"""Real-time scene events (schema version 1), documented in ``docs/streaming-events.md``.
+"""Real-time scene events (schema version 1), derived from the feature spec's ``realtime`` section.
 
-Every event is a JSON object keyed (Kafka message key) by its region id, so a region's events stay ordered
-in one partition.  Common fields: ``schema_version`` (1), ``type``, ``region_id`` (int), ``event_time``
-(ISO-8601; naive means UTC).  Per type:
+Every event is a JSON object keyed (Kafka message key) by its real-time key (the food spec: ``region_id``),
+so one key's events stay ordered in one partition.  Common fields: ``schema_version`` (1), ``type`` (an
+event type of ``realtime.events``), the key column (its log type, int or string) and ``event_time``
+(ISO-8601; naive means UTC); then each payload key of the type, typed (``int``, ``float``, ``string``; a
+bool is not a number), within its declared ``allowed`` set and ``ranges`` (NaN and infinities never pass).
+``docs/streaming-events.md`` is :func:`events_markdown` of the shipped spec (a test keeps them equal):
 
-* ``weather``: ``condition`` (string), ``temperature_c`` (number)
-* ``time_slot``: ``hour`` (0-23, local) -- the slot is derived with :func:`larr.scene.time_slot`
-* ``region_context``: ``day_type`` (weekday / weekend / holiday)
+    python -m streaming.events   # rewrites docs/streaming-events.md
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from larr.scene import DAY_TYPES
+from larr.spec import DEFAULT_SPEC, EventSpec, RealtimeSpec, Spec, SpecError, load_spec
 
 SCHEMA_VERSION = 1
-EVENT_TYPES = ("weather", "time_slot", "region_context")
+COMMON_FIELDS = ("schema_version", "type", "event_time")
+PYTHON_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "string": (str,)}
+DOC = Path(__file__).resolve().parents[1] / "docs" / "streaming-events.md"
 
 
 class EventError(ValueError):
@@ -30,13 +34,44 @@ class EventError(ValueError):
 @dataclass(frozen=True)
 class SceneEvent:
     type: str
-    region_id: int
+    key: Any  # the value of the realtime key column (e.g. a region id)
     event_time: datetime  # timezone-aware UTC
     payload: dict[str, Any]
 
     @property
     def event_ms(self) -> int:
         return int(self.event_time.timestamp() * 1000)
+
+
+def realtime_of(spec: Spec) -> RealtimeSpec:
+    """The spec's ``realtime`` section; a clear :class:`SpecError` when it has none (or no event type)."""
+    rt = spec.realtime
+    where = spec.source or spec.name
+    if rt is None:
+        raise SpecError(f"{where}: spec {spec.name!r} has no realtime section, so it has no real-time scene "
+                        "state: add realtime: {entity, key, events} to stream events (docs/streaming-events.md)")
+    if not rt.events:
+        raise SpecError(f"{where}: realtime.events: spec {spec.name!r} declares no event type")
+    reserved = {*COMMON_FIELDS, rt.key}
+    for name, ev in rt.events.items():
+        clash = sorted(reserved & set(ev.payload))
+        if clash:
+            raise SpecError(f"{where}: realtime.events.{name}.payload: {clash} name(s) a common event field "
+                            f"({', '.join(sorted(reserved))})")
+    return rt
+
+
+def key_type(spec: Spec) -> str:
+    """Type of the realtime key (``int`` or ``string``): its column in the log, else in any table, else int."""
+    rt = realtime_of(spec)
+    for t in [spec.log.table, *(t for t in spec.tables if t != spec.log.table)]:
+        col = spec.tables[t].columns.get(rt.key)
+        if col is not None:
+            if col.type not in ("int", "string"):
+                raise SpecError(f"{spec.source or spec.name}: realtime.key: {t}.{rt.key} is {col.type}; the "
+                                "real-time key must be int or string")
+            return col.type
+    return "int"
 
 
 def _require(obj: dict[str, Any], name: str, kinds: tuple[type, ...]) -> Any:
@@ -48,8 +83,33 @@ def _require(obj: dict[str, Any], name: str, kinds: tuple[type, ...]) -> Any:
     return value
 
 
-def parse_event(raw: bytes | str) -> SceneEvent:
-    """Decode and validate one message; raises :class:`EventError` naming the problem."""
+def check_payload(ev: EventSpec, obj: dict[str, Any]) -> dict[str, Any]:
+    """The payload of one event of type ``ev`` read from ``obj``: typed, stripped, allowed, in range."""
+    payload: dict[str, Any] = {}
+    for name, kind in ev.payload.items():
+        value = _require(obj, name, PYTHON_TYPES[kind])
+        if kind == "float":
+            value = float(value)
+            if not math.isfinite(value):
+                raise EventError(f"field '{name}' must be a finite number, got {value}")
+        elif kind == "string":
+            value = value.strip()
+            if not value:
+                raise EventError(f"field '{name}' is empty")
+        if name in ev.allowed and value not in ev.allowed[name]:
+            raise EventError(f"field '{name}' must be one of {list(ev.allowed[name])}, got {value!r}")
+        if name in ev.ranges:
+            lo, hi = ev.ranges[name]
+            if not lo <= value <= hi:
+                raise EventError(f"field '{name}' out of range: {value} (expected {_num(lo)}..{_num(hi)})")
+        payload[name] = value
+    return payload
+
+
+def parse_event(raw: bytes | str, spec: Spec) -> SceneEvent:
+    """Decode and validate one message against ``spec.realtime``; raises :class:`EventError` naming the
+    problem."""
+    rt = realtime_of(spec)
     try:
         obj = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -60,37 +120,179 @@ def parse_event(raw: bytes | str) -> SceneEvent:
     if version != SCHEMA_VERSION:
         raise EventError(f"unsupported schema_version {version!r} (this consumer reads {SCHEMA_VERSION})")
     kind = _require(obj, "type", (str,))
-    if kind not in EVENT_TYPES:
-        raise EventError(f"unknown type {kind!r}; expected one of {list(EVENT_TYPES)}")
-    region = _require(obj, "region_id", (int,))
+    if kind not in rt.events:
+        raise EventError(f"unknown type {kind!r}; expected one of {list(rt.events)}")
+    key = _require(obj, rt.key, PYTHON_TYPES[key_type(spec)])
     stamp = _require(obj, "event_time", (str,))
     try:
         when = datetime.fromisoformat(stamp)
     except ValueError:
         raise EventError(f"event_time {stamp!r} is not ISO-8601") from None
     when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-    if kind == "weather":
-        cond = _require(obj, "condition", (str,)).strip()
-        temp = float(_require(obj, "temperature_c", (int, float)))
-        if not cond:
-            raise EventError("field 'condition' is empty")
-        if not math.isfinite(temp) or not -90 <= temp <= 70:
-            raise EventError(f"field 'temperature_c' out of range: {temp}")
-        payload = {"condition": cond, "temperature_c": temp}
-    elif kind == "time_slot":
-        hour = _require(obj, "hour", (int,))
-        if not 0 <= hour <= 23:
-            raise EventError(f"field 'hour' out of range: {hour}")
-        payload = {"hour": hour}
-    else:
-        day = _require(obj, "day_type", (str,))
-        if day not in DAY_TYPES:
-            raise EventError(f"field 'day_type' must be one of {list(DAY_TYPES)}, got {day!r}")
-        payload = {"day_type": day}
-    return SceneEvent(kind, region, when, payload)
+    return SceneEvent(kind, key, when, check_payload(rt.events[kind], obj))
 
 
-def make_event(kind: str, region_id: int, event_time: datetime, **payload: Any) -> bytes:
-    """Encode an event (used by the simulator and the tests)."""
-    return json.dumps({"schema_version": SCHEMA_VERSION, "type": kind, "region_id": int(region_id),
+def make_event(kind: str, key_value: Any, event_time: datetime, *, spec: Spec | None = None,
+               **payload: Any) -> bytes:
+    """Encode an event of ``spec`` (default: the shipped food_delivery) keyed by ``key_value``; not validated
+    (the simulator and the tests also send bad ones)."""
+    spec = spec if spec is not None else load_spec(DEFAULT_SPEC)
+    rt = realtime_of(spec)
+    key = int(key_value) if key_type(spec) == "int" else str(key_value)
+    return json.dumps({"schema_version": SCHEMA_VERSION, "type": kind, rt.key: key,
                        "event_time": event_time.isoformat(), **payload}).encode()
+
+
+# ------------------------------------------------------------------------------------------- the doc
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else str(v)
+
+
+def _words(values: list[Any]) -> str:
+    quoted = [f"`{v}`" for v in values]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + f" or {quoted[-1]}"
+
+
+def _example_value(ev: EventSpec, name: str, spec: Spec) -> Any:
+    kind = ev.payload[name]
+    if name in ev.allowed:
+        return ev.allowed[name][0]
+    if name in ev.ranges:
+        lo, hi = ev.ranges[name]
+        mid = lo + (hi - lo) / 2
+        return int(mid) if kind == "int" else round(float(mid), 1)
+    log_col = spec.tables[spec.log.table].columns.get(next((c for c, s in ev.columns.items() if s == name), ""))
+    if kind == "string":
+        return log_col.allowed[0] if log_col is not None and log_col.allowed else "text"
+    return 1 if kind == "int" else 1.5
+
+
+def events_markdown(spec: Spec) -> str:
+    """``docs/streaming-events.md``: the event schema, the online row and the consumer's contract of ``spec``."""
+    from streaming.state import scene_schema
+
+    rt = realtime_of(spec)
+    schema = scene_schema(spec)
+    log_table = spec.tables[spec.log.table]
+    key_col = log_table.columns.get(rt.key)
+    types = {"int": "int", "float": "number", "string": "string"}
+    lines = [
+        "# Real-time scene events (schema version 1)",
+        "",
+        f"<!-- Generated from the feature spec '{spec.name}' (its `realtime` section) by "
+        "`python -m streaming.events`; a test keeps this file equal to `events_markdown(spec)`. -->",
+        "",
+        f"Topic `scene-events` (configurable), message key = the {rt.entity} id (`{rt.key}`) as text, so all "
+        f"events of a {rt.entity} land in one partition and stay ordered. Value = one JSON object:",
+        "",
+        "| field | type | events | meaning |",
+        "|---|---|---|---|",
+        f"| `schema_version` | int | all | must be `{SCHEMA_VERSION}` |",
+        f"| `type` | string | all | {_words(list(rt.events))} |",
+        f"| `{rt.key}` | {types[key_type(spec)]} | all | the {rt.entity}: key of the real-time state"
+        + (f" ({key_col.doc})" if key_col is not None and key_col.doc else "") + " |",
+        "| `event_time` | ISO-8601 string | all | when it was observed; no zone means UTC |",
+    ]
+    for name, ev in rt.events.items():
+        for p, kind in ev.payload.items():
+            rules = []
+            if p in ev.allowed:
+                rules.append(f"one of {_words(ev.allowed[p])}")
+            if p in ev.ranges:
+                lo, hi = ev.ranges[p]
+                rules.append(f"{_num(lo)}..{_num(hi)}")
+            sets = [f"`{c}`" + (f" (via `{s}`)" if s != p else "") for c, s in ev.columns.items()
+                    if s == p or p in _inputs(spec, s)]
+            targets = [spec.tables[spec.log.table].columns.get(c) for c, s in ev.columns.items() if s == p]
+            seen = next((c.allowed for c in targets if c is not None and c.allowed), None)
+            if p not in ev.allowed and seen and kind == "string":
+                rules.append(f"e.g. {', '.join(f'`{v}`' for v in seen[:2])}")
+            if sets:
+                rules.append("sets " + ", ".join(sets))
+            lines.append(f"| `{p}` | {types[kind]} | {name} | {'; '.join(rules) or '-'} |")
+    lines += ["", "Per event type: its newer-wins group, the log columns it sets (from a payload key, or a derived "
+              "log column computed from the payload as in the log) and the scene fields whose keys it updates:",
+              "", "| event | group | sets | fields (key column) |", "|---|---|---|---|"]
+    for name, ev in rt.events.items():
+        cols = ", ".join(f"`{c}` <- `{s}`" + (f" ({_describe(spec, s)})" if s in log_table.derived else "")
+                         for c, s in ev.columns.items())
+        fields = ", ".join(f"{f} (`{k}`)" for f, k in ev.fields.items())
+        lines.append(f"| `{name}` | {ev.group} | {cols} | {fields} |")
+    example_name, example_ev = next(iter(rt.events.items()))
+    example = {"schema_version": SCHEMA_VERSION, "type": example_name,
+               rt.key: 3 if key_type(spec) == "int" else "north", "event_time": "2026-11-23T01:00:00+00:00",
+               **{p: _example_value(example_ev, p, spec) for p in example_ev.payload}}
+    lines += ["", f"Example: `{json.dumps(example)}`", "",
+              f"The online row of the `{rt.view}` view (one per {rt.entity}; `*_key` = `hash(field, rendered "
+              "text)` of the field's value, `*_ts` = the group's event time in ms):", "",
+              "| column | Feast type | set by |", "|---|---|---|"]
+    for col, dtype in schema.feast_schema:
+        lines.append(f"| `{col}` | {dtype} | {schema.column_source[col]} |")
+    band_fields = sorted(f for f in schema.bands)
+    fallback = (f" A value of a band field ({', '.join(band_fields)}) whose key has no precomputed vector is "
+                "replaced by the nearest band (in the band list) that has one, and the band goes on the backlog "
+                "(`--backlog`), which the next `larr embed` run embeds." if band_fields else "")
+    groups = ", ".join(schema.groups)
+    lines += [
+        "",
+        "The consumer (`larr stream consume`) computes each updated field's value from the event as the log "
+        "would (the spec's field definition over the payload, its derived columns and the columns it sets), "
+        "maps it through the one renderer to its scene-value key, merges it into the "
+        f"{rt.entity}'s state with newer-wins per group ({groups}: an event not newer than its group's current "
+        f"event time changes nothing) and pushes the {rt.entity}'s row to Feast's `{rt.view}` view through the "
+        f"push source `region_scene_push`.{fallback}",
+        "",
+        "Messages that fail validation go, unchanged, to `<topic>.dlq` with headers `error`, `origin_topic`, "
+        "`origin_partition`, `origin_offset`, and are committed past. Offsets are committed only after the "
+        "write. Metrics (`--metrics-port`, Prometheus text on 127.0.0.1): `larr_stream_consumed`, "
+        "`larr_stream_rows_written`, `larr_stream_dead_lettered`, `larr_stream_stale_events`, "
+        "`larr_stream_lag`, `larr_stream_freshness_seconds` (event time to online write).",
+        "",
+    ]
+    return "\n".join(_wrap(line) for line in lines)
+
+
+def _inputs(spec: Spec, derived: str) -> set[str]:
+    """Columns a derived log column reads, transitively."""
+    t = spec.tables[spec.log.table]
+    out: set[str] = set()
+    todo = [derived]
+    while todo:
+        d = t.derived.get(todo.pop())
+        for c in d.inputs() if d is not None else []:
+            if c not in out:
+                out.add(c)
+                todo.append(c)
+    return out
+
+
+def _describe(spec: Spec, derived: str) -> str:
+    d = spec.tables[spec.log.table].derived[derived]
+    if d.band is not None:
+        return f"band of {d.band}: " + ", ".join(
+            f"{name} below {_num(edge)}" if edge is not None else f"{name} above" for edge, name in d.bands or [])
+    if d.hour_of is not None:
+        return f"hour of {d.hour_of}"
+    if d.weekday_of is not None:
+        return f"weekday of {d.weekday_of}"
+    if d.map is not None:
+        return f"{d.map} in words"
+    return f"from {', '.join(d.inputs())}"
+
+
+def _wrap(line: str, width: int = 110) -> str:
+    """Prose paragraphs wrapped at ``width``; tables, headings and comments as they are."""
+    if line.startswith(("|", "#", "<!--", "Example:")) or len(line) <= width:
+        return line
+    import textwrap
+
+    return textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False)
+
+
+def write_doc(spec: Spec | None = None, path: Path = DOC) -> Path:
+    path.write_text(events_markdown(spec or load_spec(DEFAULT_SPEC)))
+    return path
+
+
+if __name__ == "__main__":
+    print(write_doc())

@@ -3,7 +3,9 @@
 Events carry the current wall-clock time as ``event_time`` (so freshness is measurable); optional
 injection of malformed messages and of out-of-order (older) events exercises the dead-letter topic and the
 newer-wins merge.  Returns what it sent, including the newest valid event per (region, group), which is
-exactly the state the online store must end up holding.
+exactly the state the online store must end up holding.  The simulator replays the simulated food-delivery
+world, so it speaks the shipped food_delivery spec's events; its day types come from the world's calendar
+(:mod:`larr.world.scene`).
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from larr.scene import day_type
+from larr.spec import load_spec
+from larr.world.scene import day_type
 from streaming.events import make_event
-from streaming.state import GROUP_OF
+
+SPEC = "food_delivery"
 
 log = logging.getLogger("larr.stream")
 MALFORMED = [
@@ -58,6 +62,9 @@ def simulate(bootstrap: str, topic: str, raw: Path, *, rate: float = 1000.0, dur
     ensure_topics(bootstrap, [topic, f"{topic}.dlq"])
     rng = random.Random(seed)
     weather = pd.read_parquet(raw / "weather.parquet").sort_values(["ts", "region_id"]).to_dict("records")
+    spec = load_spec(SPEC)
+    assert spec.realtime is not None
+    group_of = {name: ev.group for name, ev in spec.realtime.events.items()}
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, retries=10)
     newest: dict[tuple[int, str], tuple[int, dict[str, Any]]] = {}
     sent = malformed = older = 0
@@ -86,9 +93,9 @@ def simulate(bootstrap: str, topic: str, raw: Path, *, rate: float = 1000.0, dur
             payload = {"hour": int(pd.Timestamp(row["ts"]).hour)}
         else:
             payload = {"day_type": day_type(pd.Timestamp(row["ts"]).date())}
-        producer.send(topic, key=str(region).encode(), value=make_event(kind, region, when, **payload))
+        producer.send(topic, key=str(region).encode(), value=make_event(kind, region, when, spec=spec, **payload))
         ms = int(when.timestamp() * 1000)
-        k = (region, GROUP_OF[kind])
+        k = (region, group_of[kind])
         if k not in newest or ms > newest[k][0]:
             newest[k] = (ms, payload)
         sent += 1

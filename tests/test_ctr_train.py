@@ -36,8 +36,11 @@ def test_tiny_ctr_run_writes_metrics_for_every_slice(tiny_world: Path, tiny_jobs
 
 
 def test_missing_inputs_name_the_fix(tiny_world: Path, tiny_jobs: Path, tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="run `larr generate`"):
-        CtrData.load(tmp_path, tiny_jobs / "ctr_samples")
+    with pytest.raises(FileNotFoundError, match="run `larr spark ctr_samples`"):
+        CtrData.load(tmp_path, tmp_path / "ctr_samples")
+    # a folder without the simulator's manifest and oracle (real logs) loads; the oracle is simply absent
+    real = CtrData.load(tmp_path, tiny_jobs / "ctr_samples")
+    assert "p_click" not in real.test and len(real.test) > 0
     d = CtrData.load(tiny_world, tiny_jobs / "ctr_samples")
     with pytest.raises(FileNotFoundError, match="run `larr embed --features"):
         run_ctr(CtrConfig(epochs=1), "larr", d, seed=1, features=tmp_path / "nothing", progress=False)

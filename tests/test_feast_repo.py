@@ -99,8 +99,11 @@ def test_food_names_are_todays(tmp_path: Path) -> None:
     assert _schema(views["user_embedding"]) == {"embedding": "Array(Float32)", "encoder_version": "String"}
     assert _schema(views["scene_value_embedding"]) == {"embedding": "Array(Float32)", "field": "String",
                                                        "encoder_version": "String"}
-    # the streaming consumer writes exactly this row (streaming/state.py)
-    assert list(_schema(views["region_scene_state"]).items()) == [
+    # the streaming consumer writes exactly this row (streaming/state.py, derived from the spec's realtime
+    # section): today's columns and types
+    from streaming.state import state_schema
+
+    assert list(_schema(views["region_scene_state"]).items()) == state_schema(load_spec("food_delivery")) == [
         ("weather", "String"), ("temperature_c", "Float64"), ("weather_key", "Int64"), ("temp_key", "Int64"),
         ("weather_ts", "Int64"), ("time_slot", "String"), ("slot_key", "Int64"), ("slot_ts", "Int64"),
         ("day_type", "String"), ("day_key", "Int64"), ("context_ts", "Int64")]

@@ -1,4 +1,8 @@
-"""Streaming: real Kafka broker, real Redis, real Feast. Bounded in time, loopback only."""
+"""Streaming: real Kafka broker, real Redis, real Feast. Bounded in time, loopback only.
+
+The event schema, the state and its online row come from the spec's ``realtime`` section: the tests without
+a broker check that derivation (a variant spec needs no code change, derived events key like the log, the
+history export follows the log's own day types, the doc is generated)."""
 
 from __future__ import annotations
 
@@ -11,25 +15,35 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from kafka import KafkaConsumer
 
 from larr import feature_store as fsx
-from larr.text import value_key
-from streaming.consumer import STATE_FIELDS, VIEW, committed_offsets
-from streaming.events import EventError, make_event, parse_event
+from larr.descriptions import derived_column, value_of
+from larr.spec import Spec, SpecError, load_spec, parse_spec, spec_path
+from larr.text import registry, value_key
+from streaming.consumer import VIEW, ConsumerConfig, SceneStateConsumer, committed_offsets
+from streaming.events import DOC, EventError, events_markdown, make_event, parse_event
 from streaming.simulate import MALFORMED, ensure_topics, simulate
+from streaming.state import KeyMapper, RegionState, state_columns, state_frame, state_schema
 from tests.conftest import kafka_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 LARR = [sys.executable, "-m", "larr.cli"]
+SPEC = load_spec("food_delivery")
+STATE_FIELDS = state_columns(SPEC)
+# The online row the consumer pushes, as before the spec drove it: nothing downstream may notice.
+TODAYS_ROW = ["region_id", "event_timestamp", "weather", "temperature_c", "weather_key", "temp_key", "weather_ts",
+              "time_slot", "slot_key", "slot_ts", "day_type", "day_key", "context_ts"]
 
 
 @pytest.fixture(scope="module", params=["redis"])
 def repo(request: pytest.FixtureRequest, tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     features = tmp_path_factory.mktemp("stream_features")
-    fsx.export_region_scene(tiny_world, features)
+    fsx.export_region_scene(tiny_world, features, SPEC)
     redis = request.getfixturevalue("redis_url")
     r = fsx.prepare_repo(tmp_path_factory.mktemp("stream_repo"), features, "redis", redis)
     fsx.apply(r)
@@ -39,7 +53,7 @@ def repo(request: pytest.FixtureRequest, tiny_world: Path, tmp_path_factory: pyt
 @pytest.fixture(scope="module")
 def sqlite_repo(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     features = tmp_path_factory.mktemp("stream_features_sqlite")
-    fsx.export_region_scene(tiny_world, features)
+    fsx.export_region_scene(tiny_world, features, SPEC)
     r = fsx.prepare_repo(tmp_path_factory.mktemp("stream_repo_sqlite"), features, "sqlite")
     fsx.apply(r)
     return r
@@ -98,7 +112,7 @@ def fully_committed(bootstrap: str, topic: str, group: str) -> bool:
 ])
 def test_event_errors_name_the_problem(raw: bytes, reason: str) -> None:
     with pytest.raises(EventError, match=reason):
-        parse_event(raw)
+        parse_event(raw, SPEC)
 
 
 def test_ten_thousand_events_final_state_is_the_newest(repo: Path, kafka_bootstrap: str, tiny_world: Path) -> None:
@@ -203,9 +217,8 @@ def test_sigterm_finishes_the_batch_and_commits(repo: Path, kafka_bootstrap: str
 
 def test_value_without_a_vector_falls_back_to_a_band_and_is_backlogged(sqlite_repo: Path, kafka_bootstrap: str,
                                                                         tmp_path: Path) -> None:
-    from larr.scene import TEMPERATURE_BANDS
-
-    known = [value_key("SCENE_temp", b) for _, b in TEMPERATURE_BANDS if b != "freezing"]
+    bands = SPEC.tables["impressions"].derived["temp_band"].bands
+    known = [value_key("SCENE_temp", b) for _, b in bands if b != "freezing"]
     known += [value_key("SCENE_weather", "snow")]
     keys = tmp_path / "keys.parquet"
     pd.DataFrame({"scene_key": known}).to_parquet(keys)
@@ -223,3 +236,250 @@ def test_value_without_a_vector_falls_back_to_a_band_and_is_backlogged(sqlite_re
     assert s["temp_key"] == value_key("SCENE_temp", "cold"), "nearest band that has a vector"
     entries = [json.loads(line) for line in backlog.read_text().splitlines()]
     assert [(e["field"], e["text"]) for e in entries] == [("SCENE_temp", "<SCENE_temp>freezing</SCENE_temp>")]
+
+
+# ----------------------------------------------------------------------------- the spec drives the schema
+def _food(edit) -> Spec:
+    """The shipped food_delivery spec with ``edit(data)`` applied to its YAML mapping."""
+    data = yaml.safe_load(spec_path("food_delivery").read_text())
+    edit(data)
+    return parse_spec(yaml.safe_dump(data, sort_keys=False), source="edited.yaml")
+
+
+def _app_like(data: dict) -> None:
+    """Per district instead of per region; a network event (string + int payload) sets two new log columns
+    and updates two new fields, one a derived band (with the nearest-band fallback); no context events."""
+    imp = data["tables"]["impressions"]
+    imp["columns"]["connectivity"] = {"type": "string", "allowed": ["wifi", "4g", "offline"], "doc": "network"}
+    imp["columns"]["bars"] = {"type": "int", "min": 0, "max": 5, "doc": "signal bars"}
+    imp["derived"]["signal"] = {"band": "bars", "bands": [[2, "weak signal"], [4, "fair signal"],
+                                                          [None, "strong signal"]]}
+    data["fields"]["SCENE_net"] = {"entity": "scene", "column": "connectivity", "realtime": True, "doc": "network"}
+    data["fields"]["SCENE_signal"] = {"entity": "scene", "column": "signal", "realtime": True, "doc": "signal"}
+    data["vocab"] += ["SCENE_net", "SCENE_signal"]
+    rt = data["realtime"]
+    rt.update(entity="district", key="district_id")
+    del rt["events"]["region_context"]
+    rt["events"]["network"] = {"group": "net", "payload": {"connectivity": "string", "bars": "int"},
+                               "allowed": {"connectivity": ["wifi", "4g", "offline"]}, "ranges": {"bars": [0, 5]},
+                               "columns": {"connectivity": "connectivity", "bars": "bars"},
+                               "fields": {"SCENE_net": "net_key", "SCENE_signal": "signal_key"}}
+
+
+def _no_realtime(data: dict) -> None:
+    data.pop("realtime")
+
+
+NOW = datetime(2024, 7, 1, 12, tzinfo=UTC)
+
+
+def test_the_online_row_is_todays() -> None:
+    assert ["region_id", "event_timestamp", *state_columns(SPEC)] == TODAYS_ROW
+    assert list(RegionState(1, SPEC).to_row()) == TODAYS_ROW
+    types = dict(state_schema(SPEC))
+    assert types["weather"] == types["time_slot"] == types["day_type"] == "String"
+    assert types["temperature_c"] == "Float64"
+    assert {t for c, t in types.items() if c.endswith(("_key", "_ts"))} == {"Int64"}
+    # rows with and without a key make an exact Int64 column (never through float64, which rounds keys)
+    mapper, full, bare = KeyMapper(SPEC), RegionState(1, SPEC), RegionState(2, SPEC)
+    mapper.apply(full, parse_event(make_event("region_context", 1, NOW, day_type="holiday"), SPEC))
+    frame = state_frame(SPEC, [full.to_row(), bare.to_row()])
+    assert list(frame.columns) == TODAYS_ROW and str(frame["day_key"].dtype) == "Int64"
+    assert frame["day_key"][0] == value_key("SCENE_day", "holiday") > 2**53 and frame["day_key"].isna()[1]
+
+
+def test_the_doc_is_generated_from_the_spec() -> None:
+    assert DOC.read_text() == events_markdown(SPEC), (
+        "docs/streaming-events.md is generated: run `python -m streaming.events` after changing the spec's "
+        "realtime section or streaming/events.py")
+
+
+@pytest.mark.parametrize("payload,reason", [
+    ({"hour": True}, "field 'hour' must be int, got bool"),
+    ({"hour": 7.0}, "field 'hour' must be int, got float"),
+    ({"hour": 24}, r"field 'hour' out of range: 24 \(expected 0..23\)"),
+    ({}, "missing field 'hour'"),
+])
+def test_payload_types_and_ranges_come_from_the_spec(payload: dict, reason: str) -> None:
+    with pytest.raises(EventError, match=reason):
+        parse_event(make_event("time_slot", 1, NOW, **payload), SPEC)
+
+
+@pytest.mark.parametrize("raw,reason", [
+    (b'{"schema_version": 1, "type": "weather", "region_id": 1, "event_time": "2024-07-01T00:00:00", '
+     b'"condition": "snow", "temperature_c": NaN}', "field 'temperature_c' must be a finite number, got nan"),
+    (b'{"schema_version": 1, "type": "weather", "region_id": 1, "event_time": "2024-07-01T00:00:00", '
+     b'"condition": "snow", "temperature_c": -Infinity}', "must be a finite number, got -inf"),
+    (b'{"schema_version": 1, "type": "weather", "region_id": 1, "event_time": "2024-07-01T00:00:00", '
+     b'"condition": "snow", "temperature_c": 71}', "field 'temperature_c' out of range: 71.0"),
+    (b'{"schema_version": 1, "type": "weather", "region_id": 1, "event_time": "2024-07-01T00:00:00", '
+     b'"condition": "  ", "temperature_c": 1}', "field 'condition' is empty"),
+    (b'{"schema_version": 1, "type": "weather", "region_id": true, "event_time": "2024-07-01T00:00:00", '
+     b'"condition": "snow", "temperature_c": 1}', "field 'region_id' must be int, got bool"),
+    (b'{"schema_version": 1, "type": "region_context", "region_id": 1, "event_time": "2024-07-01T00:00:00", '
+     b'"day_type": "festival"}', "field 'day_type' must be one of \\['weekday', 'weekend', 'holiday'\\]"),
+])
+def test_bad_values_are_refused(raw: bytes, reason: str) -> None:
+    with pytest.raises(EventError, match=reason):
+        parse_event(raw, SPEC)
+
+
+def test_good_events_parse_typed() -> None:
+    ev = parse_event(make_event("weather", 4, NOW, condition=" heavy rain ", temperature_c=12), SPEC)
+    assert (ev.type, ev.key, ev.event_time, ev.payload) == ("weather", 4, NOW, {"condition": "heavy rain",
+                                                                                "temperature_c": 12.0})
+    assert type(ev.payload["temperature_c"]) is float
+
+
+def test_an_app_like_spec_needs_no_code_change() -> None:
+    spec = _food(_app_like)
+    reg = registry(spec)
+    raw = make_event("network", 7, NOW, spec=spec, connectivity="wifi", bars=1)
+    assert json.loads(raw)["district_id"] == 7
+    ev = parse_event(raw, spec)
+    assert (ev.type, ev.key, ev.payload) == ("network", 7, {"connectivity": "wifi", "bars": 1})
+    for bad, reason in [({"connectivity": "5g", "bars": 1}, "field 'connectivity' must be one of"),
+                        ({"connectivity": "wifi", "bars": 6}, "field 'bars' out of range: 6"),
+                        ({"connectivity": "wifi"}, "missing field 'bars'")]:
+        with pytest.raises(EventError, match=reason):
+            parse_event(make_event("network", 7, NOW, spec=spec, **bad), spec)
+    with pytest.raises(EventError, match="unknown type 'region_context'; expected one of "
+                                         r"\['weather', 'time_slot', 'network'\]"):
+        parse_event(make_event("region_context", 7, NOW, spec=spec, day_type="weekday"), spec)
+    with pytest.raises(EventError, match="missing field 'district_id'"):
+        parse_event(make_event("network", 7, NOW, connectivity="wifi", bars=1), spec)  # a food event: region_id
+
+    assert state_columns(spec) == ["weather", "temperature_c", "weather_key", "temp_key", "weather_ts", "time_slot",
+                                   "slot_key", "slot_ts", "connectivity", "bars", "net_key", "signal_key", "net_ts"]
+    assert dict(state_schema(spec))["bars"] == "Int64" and dict(state_schema(spec))["connectivity"] == "String"
+    mapper, state = KeyMapper(spec), RegionState(7, spec)
+    assert mapper.apply(state, ev) and not mapper.apply(state, ev), "newer-wins per group"
+    assert mapper.apply(state, parse_event(make_event("time_slot", 7, NOW, spec=spec, hour=8), spec))
+    row = state.to_row()
+    assert list(row)[:2] == ["district_id", "event_timestamp"] and row["district_id"] == 7
+    assert (row["connectivity"], row["bars"], row["net_ts"]) == ("wifi", 1, ev.event_ms)
+    assert row["net_key"] == reg.value_key("SCENE_net", "wifi")
+    assert row["signal_key"] == reg.value_key("SCENE_signal", "weak signal")
+    assert row["time_slot"] == "breakfast" and row["weather_ts"] is None
+    assert RegionState.from_row(7, row, spec) == state
+    # the band fallback works for any band field: "weak signal" has no vector -> the nearest band that has one
+    known = {reg.value_key("SCENE_net", "wifi"), reg.value_key("SCENE_signal", "fair signal")}
+    mapper = KeyMapper(spec, known)
+    state = RegionState(7, spec)
+    mapper.apply(state, ev)
+    assert state.values["signal_key"] == reg.value_key("SCENE_signal", "fair signal")
+    assert list(mapper.backlog.values()) == [("SCENE_signal", "<SCENE_signal>weak signal</SCENE_signal>")]
+    # the Feast view and the doc follow
+    from larr.feast_repo import definitions_source
+
+    src = definitions_source(spec)
+    for col, dtype in state_schema(spec):
+        assert f'Field(name="{col}", dtype={dtype}),' in src
+    assert "entities=[district]," in src and '"(weather, slot, net) carries its own event time' in src
+    doc = events_markdown(spec)
+    assert "| `bars` | int | network | 0..5; sets `bars` |" in doc and "SCENE_signal (`signal_key`)" in doc
+
+
+def test_a_spec_whose_event_cannot_give_its_field_is_refused() -> None:
+    def broken(data: dict) -> None:
+        data["realtime"]["events"]["time_slot"]["fields"]["SCENE_weather"] = "weather_key2"
+
+    with pytest.raises(SpecError, match=r"time_slot.fields.SCENE_weather: SCENE_weather reads \['weather'\]"):
+        state_columns(_food(broken))
+
+
+def test_derived_events_key_like_the_log() -> None:
+    """hour -> slot and temperature -> band through the event give the keys the log's rendering gives."""
+    from larr.world.scene import temperature_band, time_slot
+
+    reg = registry(SPEC)
+    derived = SPEC.tables["impressions"].derived
+    temps = [-60.0, -0.1, 0.0, 9.9, 10.0, 17.9, 18.0, 24.9, 25.0, 30.0, 34.9, 35.0, 60.0]
+    log = pd.DataFrame({"ts": pd.date_range("2024-07-01", periods=24, freq="h"),
+                        "temperature_c": np.resize(temps, 24)})
+    for name in ("hour", "meal_slot", "temp_band"):
+        log[name] = derived_column(derived[name], log)
+    log["time_slot"] = log["meal_slot"]  # equals_derived: the log's time_slot is its meal_slot
+    mapper = KeyMapper(SPEC)
+    for r in log.to_dict("records"):
+        state = RegionState(1, SPEC)
+        mapper.apply(state, parse_event(make_event("time_slot", 1, NOW, hour=int(r["hour"])), SPEC))
+        mapper.apply(state, parse_event(make_event("weather", 1, NOW, condition="sunny",
+                                                   temperature_c=float(r["temperature_c"])), SPEC))
+        row = state.to_row()
+        assert row["time_slot"] == r["time_slot"] == time_slot(r["hour"]), "the simulator's slots are the spec's"
+        assert row["slot_key"] == reg.value_key("SCENE_slot", value_of(SPEC.fields["SCENE_slot"], r))
+        assert r["temp_band"] == temperature_band(r["temperature_c"])
+        assert row["temp_key"] == reg.value_key("SCENE_temp", value_of(SPEC.fields["SCENE_temp"], r))
+
+
+def _raw_with_day_types(tmp_path: Path) -> Path:
+    """Two regions, Monday 1 and Tuesday 2 July 2024; the log says region 1's Monday is a holiday (mostly),
+    region 2 has no impression on the Monday and calls its Tuesday a weekend."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    ts = pd.date_range("2024-07-01", periods=48, freq="h")
+    pd.DataFrame({"region_id": np.repeat([1, 2], 48), "ts": np.tile(ts, 2), "condition": "sunny",
+                  "temperature_c": 21.0}).to_parquet(raw / "weather.parquet")
+    logs = {"2024-07-01": [(1, "holiday"), (1, "holiday"), (1, "weekday")],
+            "2024-07-02": [(1, "weekday"), (2, "weekend"), (2, "weekend"), (2, "weekday")]}
+    for day, rows in logs.items():
+        (raw / "impressions" / f"date={day}").mkdir(parents=True)
+        pd.DataFrame({"region_id": [r for r, _ in rows], "ts": pd.Timestamp(day) + pd.Timedelta(hours=12),
+                      "day_type": [d for _, d in rows]}).to_parquet(raw / "impressions" / f"date={day}" / "p.parquet")
+    return raw
+
+
+def test_region_scene_export_follows_the_logs_day_types(tmp_path: Path) -> None:
+    raw = _raw_with_day_types(tmp_path)
+    assert fsx.export_region_scene(raw, tmp_path / "features", SPEC) == 96
+    rows = pd.read_parquet(tmp_path / "features" / "region_scene_state.parquet")
+    assert list(rows.columns) == TODAYS_ROW
+    day = rows["event_timestamp"].dt.strftime("%Y-%m-%d")
+
+    def days(region: int, d: str) -> pd.DataFrame:
+        return rows[(rows["region_id"] == region) & (day == d)]
+
+    assert set(days(1, "2024-07-01")["day_type"]) == {"holiday"}, "the log's own day type, not the weekday rule"
+    assert set(days(1, "2024-07-01")["day_key"]) == {value_key("SCENE_day", "holiday")}
+    assert set(days(1, "2024-07-02")["day_type"]) == {"weekday"}
+    assert days(2, "2024-07-01")["day_type"].isna().all() and days(2, "2024-07-01")["context_ts"].isna().all()
+    assert set(days(2, "2024-07-02")["day_type"]) == {"weekend"}
+    r = days(2, "2024-07-02").iloc[0]
+    assert r["context_ts"] == r["weather_ts"] == r["slot_ts"] == int(pd.Timestamp("2024-07-02").timestamp() * 1000)
+    assert set(rows["slot_key"].dropna()) == {value_key("SCENE_slot", s) for s in
+                                              ("late night", "breakfast", "lunch", "afternoon tea", "dinner")}
+    # without the log's day types no context event is sent at all
+    bare = fsx.region_scene_rows(pd.read_parquet(raw / "weather.parquet"), SPEC)
+    assert bare["day_type"].isna().all() and bare["weather_key"].notna().all()
+
+
+def test_only_the_simulator_knows_the_world() -> None:
+    import inspect
+    import re
+
+    pattern = re.compile(r"larr\.scene\b|from larr import scene")
+    offenders = []
+    for folder in ("larr", "streaming", "serving", "spark_jobs", "training", "benchmarks"):
+        for path in (ROOT / folder).rglob("*.py"):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel.startswith("larr/world/") or rel == "streaming/simulate.py":
+                continue
+            if pattern.search(path.read_text()):
+                offenders.append(rel)
+    assert not offenders, f"import larr.world.scene (simulator knowledge) only in larr/world and the simulator: {offenders}"
+    assert not (ROOT / "larr" / "scene.py").exists()
+    for fn in (fsx.region_scene_rows, fsx.export_region_scene):
+        assert "larr.world" not in inspect.getsource(fn) and "larr.scene" not in inspect.getsource(fn)
+
+
+def test_the_consumer_refuses_a_spec_without_realtime(tmp_path: Path) -> None:
+    path = tmp_path / "no_realtime.yaml"
+    data = yaml.safe_load(spec_path("food_delivery").read_text())
+    _no_realtime(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(SpecError, match="has no realtime section"):
+        SceneStateConsumer(ConsumerConfig(spec=str(path)), tmp_path / "no_repo")
+    with pytest.raises(SpecError, match="has no realtime section"):
+        parse_event(make_event("weather", 1, NOW, condition="snow", temperature_c=1.0), _food(_no_realtime))
+    assert ConsumerConfig().spec == "food_delivery"

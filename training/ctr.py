@@ -107,12 +107,18 @@ class CtrData:
     prep: Preprocessor
     test: pd.DataFrame
     valid: pd.DataFrame
+    _features_root: Path | None = None
     _scenes: dict[str, SceneTable] = field(default_factory=dict)
     _eval: dict[tuple[str, int, int], tuple[SceneTable | None, list]] = field(default_factory=dict)
 
+    @property
+    def features_root(self) -> Path:
+        """Folder holding the scene-vector tables (``features``, ``features_nocpt``, ...)."""
+        return self._features_root or self.data
+
     @classmethod
     def load(cls, data: Path, samples: Path | None = None, spec: Spec | None = None,
-             oracle: Path | None = None) -> CtrData:
+             oracle: Path | None = None, features_root: Path | None = None) -> CtrData:
         """``data``: the raw folder (with ``jobs/`` and ``features/`` by default); ``samples``: the ctr_samples
         folder (default DATA/jobs/ctr_samples).  The split is the spec's, over the samples' date partitions.
         The simulator's oracle (``DATA/_oracle/test_truth.parquet``, or ``oracle``) is joined when present;
@@ -141,7 +147,8 @@ class CtrData:
                                  f"{oracle_path}: ctr_samples and the world disagree; re-run `larr spark ctr_samples`")
         valid_df = _standard_labels(spec, pd.concat(pd.read_parquet(f, columns=list(cols.labels))
                                                     for f in valid).reset_index(drop=True))
-        return cls(data, samples, spec, cols, window, train, valid, test, prep, test_df, valid_df)
+        return cls(data, samples, spec, cols, window, train, valid, test, prep, test_df, valid_df,
+                   _features_root=features_root)
 
     def eval_batches(self, split: str, scene: SceneTable | None, batch_size: int) -> Iterable[dict[str, torch.Tensor]]:
         """Preprocessed batches of the validation or test day.  Every epoch of every run of an experiment
@@ -218,7 +225,7 @@ def run_ctr(cfg: CtrConfig, kind: str, d: CtrData, seed: int, features: Path | N
     seed_everything(seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    scene = d.scene(features or d.data / "features") if kind in ("larr", "noal") else None
+    scene = d.scene(features or d.features_root / "features") if kind in ("larr", "noal") else None
     model = build_model(kind, cfg, d.prep, scene, d.cols, d.spec.has_conversion)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     stream = d.stream(d.train_files, scene, cfg.batch_size, shuffle=True, seed=seed, shuffle_buffer=cfg.shuffle_buffer)
@@ -294,7 +301,7 @@ def run_p5(cfg: LarrConfig, d: CtrData, seed: int, llm: Path, jobs: Path | None 
     backbone = init_path(cfg, llm, p.init)  # the CPT model, or the base (llm.backbone.path when set)
     if not (backbone / "config.json").exists():
         raise FileNotFoundError(f"{backbone} holds no backbone: run `larr train base` / `larr train cpt` first")
-    texts = SceneTexts((jobs or d.data / "jobs") / "scene_vocab")
+    texts = SceneTexts((jobs or d.samples.parent) / "scene_vocab")
     model = P5Classifier(backbone, p.max_length)
     train = _sample_train(d, p.train_samples, seed)
     train_texts = texts.impressions(np.stack(train["scene_keys"].to_numpy()))

@@ -71,6 +71,14 @@ def _gain_cell(g: dict[str, float]) -> str:
     return f"{g['gain']:+.4f}" + ("" if math.isnan(g["z"]) else f" (z {g['z']:.1f})")
 
 
+def _beyond_2std(g: dict[str, float]) -> bool | None:
+    """PASS only when the gain is positive by more than two standard deviations of the difference; None (N/A)
+    when there is no std (one seed) or no value (an empty slice)."""
+    if math.isnan(g["z"]) or math.isnan(g["gain"]):
+        return None
+    return bool(g["z"] > 2)
+
+
 def _targets(models: dict[str, Any], main: list[str]) -> dict[str, Any]:
     """The issue's targets, each with the numbers behind it: for LARR Complete at the paper's settings and, when
     the experiment selected another alignment temperature on the validation day, for that row too."""
@@ -79,22 +87,28 @@ def _targets(models: dict[str, Any], main: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     P = models["ple"]["slices"]
     complete = [("larr", "")] + [(n, "_valsel") for n in main if n.startswith("larr_t")]
+    metrics = [m for m in ("ctr_auc", "ctcvr_auc") if not math.isnan(P["all"][m]["mean"])]
     for name, suffix in complete:
         L = models[name]["slices"]
-        for m in ("ctr_auc", "ctcvr_auc"):
+        for m in metrics:
             g = gain(L["all"][m], P["all"][m])
-            out[f"larr{suffix}_beats_ple_{m}_by_2std"] = {"pass": None if math.isnan(g["z"]) else bool(g["z"] > 2), **g}
-        SLICES = list(P)
-        gains = {s: gain(L[s]["ctr_auc"], P[s]["ctr_auc"])["gain"] for s in SLICES}
-        named = [s for s in SLICES if s not in ("all", "rest") and not math.isnan(gains[s])]
+            out[f"larr{suffix}_beats_ple_{m}_by_2std"] = {"pass": _beyond_2std(g), **g}
+        # Slices with no rows (or one label class) have no AUC: they are skipped, never passed.
+        slices = [s for s in P if not math.isnan(P[s]["ctr_auc"]["mean"]) and not math.isnan(L[s]["ctr_auc"]["mean"])]
+        full = {s: gain(L[s]["ctr_auc"], P[s]["ctr_auc"]) for s in slices}
+        gains = {s: g["gain"] for s, g in full.items()}
+        named = [s for s in slices if s not in ("all", "rest")]
         if named:
-            top = max([*named, "rest"], key=lambda s: gains[s])
+            top = max([*named, *(["rest"] if "rest" in slices else [])], key=lambda s: gains[s])
+            significant = _beyond_2std(full[top])
             out[f"larr{suffix}_largest_ctr_gain_on_{'_or_'.join(named)}"] = {
-                "pass": top in named, "largest": top, "gains": gains}
+                "pass": None if significant is None else bool(top in named and significant), "largest": top,
+                "largest_z": full[top]["z"], "gains": gains}
         for other in ("noal", "noft", "nocpt"):
             if other in models:
-                g = {m: gain(L["all"][m], models[other]["slices"]["all"][m]) for m in ("ctr_auc", "ctcvr_auc")}
-                out[f"larr{suffix}_beats_{other}"] = {"pass": all(x["gain"] > 0 for x in g.values()),
+                g = {m: gain(L["all"][m], models[other]["slices"]["all"][m]) for m in metrics}
+                verdicts = [_beyond_2std(x) for x in g.values()]
+                out[f"larr{suffix}_beats_{other}"] = {"pass": None if None in verdicts else all(verdicts),
                                                       **{f"{m}_gain": x["gain"] for m, x in g.items()},
                                                       **{f"{m}_z": x["z"] for m, x in g.items()}}
     return out
@@ -196,29 +210,34 @@ def markdown(report: dict[str, Any]) -> str:
     cfg = report["config"]["ctr"]
     seeds = report["seeds"]
     any_model = models[main[0]]
+    # a world without a conversion label has no CTCVR: its columns are omitted, not printed as nan
+    has_ctcvr = any(not math.isnan(models[n]["slices"]["all"]["ctcvr_auc"]["mean"]) for n in main)
+    shown = [m for m in METRICS if has_ctcvr or not m.startswith("ctcvr")]
+    p5_note = (f"P5-style baseline trained on {cfg['p5']['train_samples']:,} sampled impressions. "
+               if "p5" in models else "")
     lines = [f"# CTR experiment (paper Tables 2-3, Fig. 4) -- profile `{report['config']['profile']}`", "",
              f"Command: `{report['command']}`  ", f"Seeds: {seeds}; mean ± std over seeds (sample std). "
              f"Batch {cfg['batch_size']}, lr {cfg['lr']}, {cfg['epochs']} epochs; alignment temperature "
-             f"{cfg['align_temperature']}, weight {cfg['align_weight']}; P5-style baseline trained on "
-             f"{cfg['p5']['train_samples']:,} sampled impressions. Time of all runs, summed: "
+             f"{cfg['align_temperature']}, weight {cfg['align_weight']}. {p5_note}Time of all runs, summed: "
              f"{report['seconds'] / 60:.0f} min. "
              "Config: `config.yaml` beside this file.", "",
              "## Test day, all impressions", "",
-             "| model | " + " | ".join(HEADERS[m] for m in METRICS) + " |",
-             "|---|" + "---|" * len(METRICS)]
+             "| model | " + " | ".join(HEADERS[m] for m in shown) + " |",
+             "|---|" + "---|" * len(shown)]
     for n in main:
         s = models[n]["slices"]["all"]
-        lines.append(f"| {models[n]['label']} | " + " | ".join(_fmt(s[m]) for m in METRICS) + " |")
+        lines.append(f"| {models[n]['label']} | " + " | ".join(_fmt(s[m]) for m in shown) + " |")
     SLICES = list(any_model["rows"])
     o = any_model["oracle"]["all"]
     has_oracle = not math.isnan(o["ctr_auc"])  # real logs have no oracle: say nothing rather than 0.5
     if has_oracle:
-        lines.append(f"| oracle (simulator's true probabilities) | {o['ctr_auc']:.4f} | {o['ctcvr_auc']:.4f} | | | | |")
+        cells = [f"{o['ctr_auc']:.4f}"] + ([f"{o['ctcvr_auc']:.4f}"] if has_ctcvr else []) + [""] * (len(shown) - 1 - has_ctcvr)
+        lines.append("| oracle (simulator's true probabilities) | " + " | ".join(cells) + " |")
     lines.append("")
     skipped = any_model["gauc_users_skipped"]["all"]
     lines.append(f"GAUC: per-user AUC weighted by the user's impressions; {skipped:,} users with one label class "
                  "only (all clicks or none) are skipped.")
-    for m in ("ctr_auc", "ctcvr_auc"):
+    for m in ("ctr_auc", "ctcvr_auc") if has_ctcvr else ("ctr_auc",):
         lines += ["", f"## {HEADERS[m]} per slice", "",
                   "| model | " + " | ".join(f"{_label(s)} (n={any_model['rows'][s]:,})" for s in SLICES) + " |",
                   "|---|" + "---|" * len(SLICES)]
@@ -229,17 +248,18 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append("| oracle | " + " | ".join(f"{any_model['oracle'][s][m]:.4f}" for s in SLICES) + " |")
     if report["gains_vs_ple"]:
         lines += ["", "## Gain over PLE (AUC points; z = gain / std of the difference)", "",
-                  "| model | " + " | ".join(f"CTR {_label(s)}" for s in SLICES) + " | CTCVR test day |",
-                  "|---|" + "---|" * (len(SLICES) + 1)]
+                  "| model | " + " | ".join(f"CTR {_label(s)}" for s in SLICES) + (" | CTCVR test day |" if has_ctcvr else " |"),
+                  "|---|" + "---|" * (len(SLICES) + has_ctcvr)]
         for n, g in report["gains_vs_ple"].items():
-            cells = [_gain_cell(g[s]["ctr_auc"]) for s in SLICES] + [_gain_cell(g["all"]["ctcvr_auc"])]
+            cells = [_gain_cell(g[s]["ctr_auc"]) for s in SLICES] + ([_gain_cell(g["all"]["ctcvr_auc"])] if has_ctcvr else [])
             lines.append(f"| {models[n]['label']} | " + " | ".join(cells) + " |")
     if report["targets"]:
         lines += ["", "## Targets", ""]
         for name, t in report["targets"].items():
             detail = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                for k, v in t.items() if k not in ("pass", "gains"))
-            verdict = "n/a (needs 2+ seeds)" if t["pass"] is None else "PASS" if t["pass"] else "FAIL"
+            verdict = "N/A (needs 2+ seeds and a non-empty slice)" if t["pass"] is None else \
+                "PASS" if t["pass"] else "FAIL"
             lines.append(f"- {verdict} `{name}`: {detail}")
     for key, title in (("temperature", "Alignment temperature sweep (Fig. 4a)"),
                        ("negatives", "Negative-sampling sweep (Fig. 4b; 0 = every other sample of the batch)")):

@@ -68,10 +68,13 @@ def sweep_variants(cfg: LarrConfig) -> list[Variant]:
     return out
 
 
-def ensure_tables(cfg: LarrConfig, data: Path, llm: Path, tables: set[str], spark: Any = None) -> None:
-    """Embed the scene-vector tables the variants need and do not have yet (Spark embedding job).  A session
-    passed in is used and left running; otherwise one is started and stopped here."""
-    missing = [t for t in sorted(tables) if not (data / t / "scene_value_embeddings.parquet").exists()]
+def ensure_tables(cfg: LarrConfig, data: Path, llm: Path, tables: set[str], spark: Any = None,
+                  jobs: Path | None = None, root: Path | None = None) -> None:
+    """Embed the scene-vector tables the variants need and do not have yet (Spark embedding job) into
+    ``root/<table>`` (default: the data folder).  A session passed in is used and left running; otherwise one
+    is started and stopped here."""
+    jobs, root = jobs or data / "jobs", root or data
+    missing = [t for t in sorted(tables) if not (root / t / "scene_value_embeddings.parquet").exists()]
     if not missing:
         return
     from spark_jobs import embed_features
@@ -90,9 +93,8 @@ def ensure_tables(cfg: LarrConfig, data: Path, llm: Path, tables: set[str], spar
             dim = json.loads((encoder / "encoder.json").read_text())["dim"]
             # ablation tables feed the CTR model only, never a Feast view: they keep the encoder's own width
             run_cfg = cfg.model_copy(update={"features": cfg.features.model_copy(update={"embedding_dim": dim})})
-            log.info("embedding scene values with %s into %s", encoder, data / table)
-            embed_features.run(spark, run_cfg, data, data / "jobs", validate=False, encoder=encoder,
-                               features=data / table)
+            log.info("embedding scene values with %s into %s", encoder, root / table)
+            embed_features.run(spark, run_cfg, data, jobs, validate=False, encoder=encoder, features=root / table)
     finally:
         if own:
             spark.stop()
@@ -104,7 +106,7 @@ def _run_one(cfg: LarrConfig, v: Variant, d: CtrData, seed: int, llm: Path, prog
     update = {k: val for k, val in (("align_temperature", v.temperature), ("align_negatives", v.negatives))
               if val is not None}
     ctr_cfg = cfg.ctr.model_copy(update=update)
-    return run_ctr(ctr_cfg, v.kind, d, seed, d.data / v.table if v.table else None, progress=progress)
+    return run_ctr(ctr_cfg, v.kind, d, seed, d.features_root / v.table if v.table else None, progress=progress)
 
 
 def select_temperature(results: list[dict[str, Any]], cfg: LarrConfig) -> float:
@@ -152,8 +154,13 @@ def _run_plan(cfg: LarrConfig, plan: list[tuple[Variant, int]], d: CtrData, llm:
 
 
 def run_paper(cfg: LarrConfig, data: Path, llm: Path, out: Path, seeds: int = 3, models: list[str] | None = None,
-              sweeps: bool = True, progress: bool = True, spark: Any = None) -> dict[str, Any]:
-    """Train every variant for ``seeds`` seeds (cfg.seed, cfg.seed + 1, ...), the sweeps, and write the report."""
+              sweeps: bool = True, progress: bool = True, spark: Any = None, jobs: Path | None = None,
+              features_root: Path | None = None) -> dict[str, Any]:
+    """Train every variant for ``seeds`` seeds (cfg.seed, cfg.seed + 1, ...), the sweeps, and write the report.
+
+    ``data`` is the raw folder; the Spark job outputs are read from ``jobs`` (default DATA/jobs) and the
+    scene-vector tables (``features``, ``features_nocpt``, ``features_noft``) live under ``features_root``
+    (default DATA).  The simulator's oracle is used when DATA/_oracle exists, and omitted otherwise."""
     known = {v.name for v in MAIN}
     chosen = [v for v in MAIN if models is None or v.name in models]
     unknown = sorted(set(models or []) - known)
@@ -162,8 +169,9 @@ def run_paper(cfg: LarrConfig, data: Path, llm: Path, out: Path, seeds: int = 3,
     sweep = sweep_variants(cfg) if sweeps else []
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out)
-    ensure_tables(cfg, data, llm, {v.table for v in chosen + sweep if v.table}, spark)
-    d = CtrData.load(data, spec=load_spec(cfg.spec))
+    ensure_tables(cfg, data, llm, {v.table for v in chosen + sweep if v.table}, spark, jobs, features_root)
+    d = CtrData.load(data, jobs / "ctr_samples" if jobs else None, spec=load_spec(cfg.spec),
+                     features_root=features_root)
     plan = [(v, cfg.seed + i) for i in range(seeds) for v in chosen]
     plan += [(v, cfg.seed + i) for i in range(cfg.ctr.sweep_seeds) for v in sweep]
     results = _run_plan(cfg, plan, d, llm, out, progress)

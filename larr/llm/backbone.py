@@ -11,6 +11,7 @@ to the tokenizer as special tokens and the embedding matrix is resized
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -85,11 +86,16 @@ def add_field_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     return len(missing)
 
 
+_CLOSE = re.compile(r"</[A-Za-z]+(_[A-Za-z]+)?>")
+
+
 def closing_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """Ids of every closing field token -- the positions pooled into embeddings.  Read from the tokenizer's
     own added special tokens (``</NAME>``), so an encoder artefact carries its spec's fields with it."""
-    added = [t for t in tokenizer.additional_special_tokens if t.startswith("</") and t.endswith(">")]
-    return [tokenizer.convert_tokens_to_ids(t) for t in added]
+    own = {getattr(tokenizer, a, None) for a in ("bos_token", "eos_token", "pad_token", "unk_token", "sep_token",
+                                                 "cls_token", "mask_token")}
+    added = sorted(tokenizer.get_added_vocab().items(), key=lambda kv: kv[1])
+    return [i for t, i in added if t not in own and _CLOSE.fullmatch(t)]
 
 
 def save_backbone(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out: str | Path) -> Path:

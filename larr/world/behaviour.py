@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from larr.config import WorldConfig
-from larr.scene import TIME_SLOTS
+from larr.world.scene import TIME_SLOTS
 
 SLOT_BREAKFAST = TIME_SLOTS.index("breakfast")
 SLOT_LATE = TIME_SLOTS.index("late night")

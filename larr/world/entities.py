@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from larr.config import WorldConfig
-from larr.scene import TIME_SLOTS
 from larr.world import catalog as cat
 from larr.world.behaviour import PoiLatents, UserLatents
+from larr.world.scene import TIME_SLOTS
 
 LOCAL_CUISINE: dict[str, int] = {c.region: i for i, c in enumerate(cat.CUISINES) if c.region}
 GENERIC_CUISINES: list[int] = [i for i, c in enumerate(cat.CUISINES) if c.region is None]

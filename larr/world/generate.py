@@ -32,11 +32,11 @@ from tqdm import tqdm
 from larr import __version__
 from larr.config import LarrConfig, config_to_dict, save_config
 from larr.metrics import auc
-from larr.scene import TIME_SLOTS, day_type, time_slot_index
 from larr.world import catalog as cat
 from larr.world.behaviour import PoiLatents, UserLatents, click_order_probabilities
 from larr.world.entities import build_pois, build_regions, build_users
 from larr.world.knowledge import general_text
+from larr.world.scene import TIME_SLOTS, day_type, time_slot_index
 from larr.world.weather import build_weather
 
 log = logging.getLogger("larr.generate")

@@ -9,8 +9,8 @@ what continual pretraining adds.
 
 from __future__ import annotations
 
-from larr.scene import TEMPERATURE_BANDS
 from larr.world import catalog as cat
+from larr.world.scene import TEMPERATURE_BANDS
 
 _TEMP_WORDS = {"hot": "served hot", "warm": "served warm", "cold": "served cold"}
 

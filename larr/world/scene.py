@@ -1,8 +1,8 @@
-"""Derived scene values: time slot from the hour, temperature band, day type.
+"""The simulated world's scene vocabulary: time slot of an hour, temperature band, day type.
 
-These derivations are part of the feature schema: the simulator, the Spark jobs,
-the streaming consumer and serving all call them, so that "hot" means the same
-temperature range everywhere.
+Simulator knowledge only (the world generator and the event simulator ``streaming/simulate.py``): every
+other layer reads these derivations from the feature spec (``larr/specs/food_delivery.yaml``: the log's
+derived ``meal_slot`` and ``temp_band``, its ``day_type`` column), which uses the same bands.
 """
 
 from __future__ import annotations

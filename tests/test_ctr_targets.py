@@ -1,0 +1,57 @@
+"""The report's targets pass only beyond two standard deviations, never on an empty slice, and say N/A
+without a spread (one seed)."""
+
+from __future__ import annotations
+
+import math
+
+from training.ctr_report import _targets
+
+
+def _stats(values: list[float]) -> dict:
+    n = len(values)
+    mean = sum(values) / n if n else math.nan
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    return {"mean": mean, "std": std, "n": n, "values": values}
+
+
+def _model(per_slice: dict[str, list[float]], ctcvr: list[float] | None = None) -> dict:
+    return {"slices": {s: {"ctr_auc": _stats(v), "ctcvr_auc": _stats(ctcvr if ctcvr and s == "all" else v)}
+                       for s, v in per_slice.items()}}
+
+
+def test_noise_level_gain_fails_and_a_real_gain_passes() -> None:
+    ple = _model({"all": [0.70, 0.71, 0.72], "new_apps": [0.60, 0.62, 0.64], "rest": [0.70, 0.71, 0.72]})
+    noise = _model({"all": [0.705, 0.71, 0.725], "new_apps": [0.601, 0.63, 0.642], "rest": [0.70, 0.71, 0.72]})
+    t = _targets({"ple": ple, "larr": noise}, ["ple", "larr"])
+    assert t["larr_beats_ple_ctr_auc_by_2std"]["pass"] is False
+    assert t["larr_largest_ctr_gain_on_new_apps"]["pass"] is False  # largest, but not beyond 2 std
+    real = _model({"all": [0.80, 0.801, 0.802], "new_apps": [0.90, 0.901, 0.902], "rest": [0.75, 0.751, 0.752]})
+    t = _targets({"ple": ple, "larr": real}, ["ple", "larr"])
+    assert t["larr_beats_ple_ctr_auc_by_2std"]["pass"] is True
+    assert t["larr_largest_ctr_gain_on_new_apps"]["pass"] is True
+
+
+def test_empty_slice_is_skipped_never_passed() -> None:
+    nan = math.nan
+    ple = _model({"all": [0.70, 0.71, 0.72], "new_pois": [nan, nan, nan], "rest": [0.70, 0.71, 0.72]})
+    larr = _model({"all": [0.80, 0.80, 0.81], "new_pois": [nan, nan, nan], "rest": [0.80, 0.80, 0.81]})
+    t = _targets({"ple": ple, "larr": larr}, ["ple", "larr"])
+    assert not any("new_pois" in k for k in t)
+
+
+def test_one_seed_is_not_applicable() -> None:
+    ple = _model({"all": [0.70], "new_pois": [0.6], "rest": [0.7]})
+    larr = _model({"all": [0.80], "new_pois": [0.9], "rest": [0.7]})
+    t = _targets({"ple": ple, "larr": larr, "noal": ple}, ["ple", "larr", "noal"])
+    assert t["larr_beats_ple_ctr_auc_by_2std"]["pass"] is None
+    assert t["larr_largest_ctr_gain_on_new_pois"]["pass"] is None
+    assert t["larr_beats_noal"]["pass"] is None
+
+
+def test_without_conversion_there_is_no_ctcvr_target() -> None:
+    nan = math.nan
+    ple = _model({"all": [0.70, 0.71, 0.72]}, ctcvr=[nan, nan, nan])
+    larr = _model({"all": [0.80, 0.80, 0.81]}, ctcvr=[nan, nan, nan])
+    t = _targets({"ple": ple, "larr": larr}, ["ple", "larr"])
+    assert "larr_beats_ple_ctcvr_auc_by_2std" not in t and t["larr_beats_ple_ctr_auc_by_2std"]["pass"] is True
