@@ -192,7 +192,7 @@ def cmd_features(args: argparse.Namespace) -> int:
 
         features = Path(args.features)
         stats = fsx.export_stats(Path(args.jobs), features, spec)
-        scene = fsx.export_region_scene(Path(args.raw), features) if spec.realtime else 0
+        scene = fsx.export_region_scene(Path(args.raw), features, spec) if spec.realtime else 0
         fsx.prepare_repo(repo, features, args.online, args.redis, spec=spec)
         fsx.apply(repo)
         window = read_window(Path(args.raw), spec)
@@ -248,8 +248,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
                          max_records=args.max_records, metrics_port=args.metrics_port,
                          max_idle_seconds=args.max_idle_seconds, max_seconds=args.max_seconds,
                          known_keys=Path(args.known_keys) if args.known_keys else None,
-                         backlog=Path(args.backlog) if args.backlog else None)
-    summary = SceneStateConsumer(cfg, Path(args.repo)).run()
+                         backlog=Path(args.backlog) if args.backlog else None, spec=args.spec)
+    summary = SceneStateConsumer(cfg, Path(args.repo), load_spec(args.spec)).run()
     print(json.dumps(summary))
     return 0
 
@@ -433,6 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--malformed-frac", type=float, default=0.0, help="share of malformed messages (simulate)")
     p.add_argument("--out-of-order-frac", type=float, default=0.0, help="share of older events (simulate)")
     p.add_argument("--seed", type=int)
+    p.add_argument("--spec", default="food_delivery",
+                   help="feature spec whose realtime section defines the events (name or YAML path)")
     p.set_defaults(func=cmd_stream)
 
     p = sub.add_parser("train", help="train the LLM stages (base backbone, CPT, contrastive) and report",

@@ -106,7 +106,7 @@ def region_scene_rows(weather: pd.DataFrame, spec: Spec | str | Path | None,
 
 def _plain(v: Any) -> Any:
     """A python scalar; None for a missing value."""
-    if v is None or (isinstance(v, float | np.floating) and np.isnan(v)):
+    if v is None or (np.isscalar(v) or v is pd.NA or v is pd.NaT) and pd.isna(v):
         return None
     return v.item() if isinstance(v, np.generic) else v
 
