@@ -144,14 +144,13 @@ def history_value(spec: HistoryValue, empty: str, rows: Sequence[Mapping[str, An
     aggregates (``count``, ``mean_<col>``, ``sum_<col>``); ``empty`` when there is no row."""
     if not rows:
         return empty
-    if spec.newest is not None:
-        newest = sorted(rows, key=lambda o: o[time_col], reverse=True)[:spec.newest]
-        return [fill(spec.template or "", o) for o in newest]
-    if spec.top is not None:
-        # Counted newest first, so equally common values rank by recency: the text never depends on the
-        # order in which Spark happened to collect the rows.
-        newest = sorted(rows, key=lambda o: o[time_col], reverse=True)
-        return [s for s, _ in Counter(fill(spec.template or "", o) for o in newest).most_common(spec.top)]
+    if spec.newest is not None or spec.top is not None:
+        # Newest first, rows of the same time by their text: the result never depends on the order in which
+        # Spark happened to collect the rows.  Equally common values (top) rank by recency.
+        texts = sorted(((o[time_col], fill(spec.template or "", o)) for o in rows), reverse=True)
+        if spec.newest is not None:
+            return [t for _, t in texts[:spec.newest]]
+        return [s for s, _ in Counter(t for _, t in texts).most_common(spec.top)]
     agg: dict[str, Any] = {"count": len(rows)}
     for name in (f for _, f, _, _ in string.Formatter().parse(spec.summary or "") if f):
         m = re.match(r"^(mean|sum)_(\w+)$", name)

@@ -29,7 +29,7 @@ def set_threads(cfg: LarrConfig) -> None:
         torch.set_num_threads(cfg.llm.threads)
 
 
-SORT_KEYS = {"cpt_corpus": ["poi_id"], "contrastive_pairs": ["kind", "anchor_id", "positive_id"]}
+SORT_KEYS = {"contrastive_pairs": ["kind", "anchor_id", "positive_id"]}  # cpt_corpus: its item key, first
 
 
 def read_latest(folder: Path, partition: str = "ds") -> pd.DataFrame:
@@ -39,7 +39,7 @@ def read_latest(folder: Path, partition: str = "ds") -> pd.DataFrame:
     if not parts:
         raise FileNotFoundError(f"{folder} has no {partition}= partitions; run `larr spark` first")
     df = pd.read_parquet(parts[-1])
-    keys = SORT_KEYS.get(folder.name, [])
+    keys = SORT_KEYS.get(folder.name, [df.columns[0]] if folder.name == "cpt_corpus" else [])
     return df.sort_values(keys, kind="stable").reset_index(drop=True) if keys else df
 
 
