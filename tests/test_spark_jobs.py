@@ -168,3 +168,38 @@ def test_spark_submit_runs_the_same_job(tiny_world: Path, tmp_path: Path) -> Non
     assert res.returncode == 0, res.stderr[-2000:]
     summary = next(line for line in res.stdout.splitlines() if line.startswith('{"job"'))
     assert json.loads(summary)["rows_out"]["documents"] == 120
+
+
+def test_a_spec_that_adds_a_scene_field_changes_vocab_and_ctr_input_only(spark, tiny_world: Path,
+                                                                         tmp_path: Path) -> None:
+    """One new scene field in the spec (a distance band) appears in the vocabulary, the samples' scene keys
+    and the CTR input, with no code change."""
+    import yaml
+
+    from larr.ctr.data import SceneTable
+    from larr.spec import spec_path
+    from training.ctr import CtrData
+
+    data = yaml.safe_load(spec_path("food_delivery").read_text())
+    data["fields"]["SCENE_dist"] = {"entity": "scene", "band": "distance_km", "doc": "distance to the shop",
+                                    "bands": [[1, "under 1 km"], [3, "1 to 3 km"], [None, "over 3 km"]]}
+    data["scene"].append("SCENE_dist")
+    data["vocab"].append("SCENE_dist")
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    cfg = load_config("tiny", overrides=[f"spec={path}"])
+    out = tmp_path / "jobs"
+    scene_vocab.run(spark, cfg, tiny_world, out, validate=False)
+    ctr_samples.run(spark, cfg, tiny_world, out, validate=False)
+    vocab = pd.read_parquet(out / "scene_vocab")
+    dist = vocab[vocab["field"] == "SCENE_dist"]
+    assert set(dist["text"]) <= {"<SCENE_dist>under 1 km</SCENE_dist>", "<SCENE_dist>1 to 3 km</SCENE_dist>",
+                                 "<SCENE_dist>over 3 km</SCENE_dist>"} and len(dist) >= 2
+    samples = pd.read_parquet(out / "ctr_samples")
+    assert samples["scene_keys"].map(len).eq(11).all()
+    assert set(samples["scene_keys"].map(lambda k: k[-1])) <= set(dist["key"])
+    emb = tmp_path / "emb.parquet"
+    pd.DataFrame({"scene_key": vocab["key"], "embedding": [[0.1] * 8] * len(vocab)}).to_parquet(emb)
+    d = CtrData.load(tiny_world, out / "ctr_samples", spec=load_spec(path))
+    batch = next(iter(d.stream(d.test_files, SceneTable(emb), 64)))
+    assert batch["scene_rows"].shape == (64, 11) and (batch["scene_rows"] > 0).all()
