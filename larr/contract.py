@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from larr.spec import BUILTIN_SPECS, Spec, TableSpec, ValueSpec, load_spec, spec_path
+from larr.spec import BUILTIN_SPECS, Spec, TableSpec, load_spec, spec_path
 
 # (table, index column, value column): a Series index -> value read from a whole table
 Lookup = tuple[str, str, str]
@@ -196,22 +196,6 @@ def _item_exists_at_time(spec: Spec) -> Rule:
                 needs=(item.table,), lookups=(lookup,))
 
 
-def _how(v: ValueSpec) -> str:
-    if v.hour_of is not None:
-        return f"hour of {v.hour_of}"
-    if v.weekday_of is not None:
-        return f"weekday of {v.weekday_of}"
-    if v.band is not None:
-        return f"band of {v.band}"
-    if v.map is not None:
-        return f"{v.map} mapped to words"
-    if v.column is not None:
-        return v.column
-    if v.template is not None:
-        return f"template over {', '.join(v.inputs())}"
-    return "list " + (v.list_column or "")
-
-
 def _matches_derived(spec: Spec, tname: str, column: str, target: str) -> Rule:
     t = spec.tables[tname]
     # the derived values (in spec order) and lookups the target depends on, and the raw columns under them
@@ -260,7 +244,7 @@ def _matches_derived(spec: Spec, tname: str, column: str, target: str) -> Rule:
         bad = _none(df)
         bad[np.flatnonzero(ok.to_numpy())] = diff
         return bad
-    steps = "; ".join(f"{d} = {_how(t.derived[d])}" for d in order)
+    steps = "; ".join(f"{d} = {t.derived[d].describe()}" for d in order)
     return Rule("matches_derived", column, f"{column} equals the derived value {target} of the row ({steps})",
                 f"recompute {column} from {', '.join(roots)} as the spec's derived value {target} does", check,
                 tuple(roots), needs=tuple(dict.fromkeys(lk[0] for lk in lookups.values())),

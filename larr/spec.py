@@ -126,6 +126,25 @@ class ValueSpec(_Strict):
             raise ValueError("history needs empty: the text of a user with no history")
         return self
 
+    def describe(self) -> str:
+        """The derivation in words (generated docs: the data contract, the streaming events)."""
+        if self.band is not None:
+            return f"band of {self.band}: " + ", ".join(
+                f"{name} below {edge:g}" if edge is not None else f"{name} above" for edge, name in self.bands or [])
+        if self.hour_of is not None:
+            return f"hour of {self.hour_of}"
+        if self.weekday_of is not None:
+            return f"weekday of {self.weekday_of}"
+        if self.map is not None:
+            return f"{self.map} mapped to words"
+        if self.column is not None:
+            return self.column
+        if self.template is not None:
+            return f"template over {', '.join(self.inputs())}"
+        if self.list_column is not None:
+            return f"list {self.list_column}"
+        return "history summary"
+
     def inputs(self) -> list[str]:
         """Columns (or values) this value reads; history inputs are history columns."""
         if self.template is not None:

@@ -214,7 +214,7 @@ def events_markdown(spec: Spec) -> str:
               "log column computed from the payload as in the log) and the scene fields whose keys it updates:",
               "", "| event | group | sets | fields (key column) |", "|---|---|---|---|"]
     for name, ev in rt.events.items():
-        cols = ", ".join(f"`{c}` <- `{s}`" + (f" ({_describe(spec, s)})" if s in log_table.derived else "")
+        cols = ", ".join(f"`{c}` <- `{s}`" + (f" ({log_table.derived[s].describe()})" if s in log_table.derived else "")
                          for c, s in ev.columns.items())
         fields = ", ".join(f"{f} (`{k}`)" for f, k in ev.fields.items())
         lines.append(f"| `{name}` | {ev.group} | {cols} | {fields} |")
@@ -264,20 +264,6 @@ def _inputs(spec: Spec, derived: str) -> set[str]:
                 out.add(c)
                 todo.append(c)
     return out
-
-
-def _describe(spec: Spec, derived: str) -> str:
-    d = spec.tables[spec.log.table].derived[derived]
-    if d.band is not None:
-        return f"band of {d.band}: " + ", ".join(
-            f"{name} below {_num(edge)}" if edge is not None else f"{name} above" for edge, name in d.bands or [])
-    if d.hour_of is not None:
-        return f"hour of {d.hour_of}"
-    if d.weekday_of is not None:
-        return f"weekday of {d.weekday_of}"
-    if d.map is not None:
-        return f"{d.map} in words"
-    return f"from {', '.join(d.inputs())}"
 
 
 def _wrap(line: str, width: int = 110) -> str:

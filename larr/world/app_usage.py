@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -36,6 +35,7 @@ from tqdm import tqdm
 from larr.config import LarrConfig, WorldConfig, config_to_dict, save_config
 from larr.metrics import auc
 from larr.world import app_catalog as cat
+from larr.world.generate import prepare_out
 
 log = logging.getLogger("larr.app_usage")
 
@@ -511,20 +511,6 @@ def _chunk(world: _World, di: int, lo: int, hi: int, ci: int, first_request: int
     return events, click, truth
 
 
-def _prepare_out(out: Path, force: bool) -> None:
-    if out.exists() and any(out.iterdir()):
-        if not (out / "manifest.json").exists() and not force:
-            raise FileExistsError(
-                f"{out} is not empty and holds no larr world; pass --force to write into it")
-        for name in _MANAGED:
-            target = out / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-
-
 def _write(table: pa.Table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path, compression="zstd")
@@ -538,7 +524,7 @@ def generate_app_world(cfg: LarrConfig, out_dir: str | Path, *, force: bool = Fa
     folder that holds no larr world; a folder that holds one is always overwritten in place.
     """
     out = Path(out_dir)
-    _prepare_out(out, force)
+    prepare_out(out, force, _MANAGED)
     t0 = time.perf_counter()
     world = _build_world(cfg)
     w = cfg.world

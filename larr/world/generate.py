@@ -237,11 +237,13 @@ def _chunk(world: _World, di: int, lo: int, hi: int, ci: int, first_request: int
     return imp, orders, truth
 
 
-def _prepare_out(out: Path, force: bool) -> None:
+def prepare_out(out: Path, force: bool, managed: tuple[str, ...] = _MANAGED) -> None:
+    """Make ``out`` ready for a world: refuse a non-empty folder that holds no world (unless ``force``), and
+    remove the ``managed`` entries of a previous world."""
     if out.exists() and any(out.iterdir()):
         if not (out / "manifest.json").exists() and not force:
             raise FileExistsError(f"{out} is not empty and holds no larr world; pass --force to write into it")
-        for name in _MANAGED:
+        for name in managed:
             target = out / name
             if target.is_dir():
                 shutil.rmtree(target)
@@ -259,7 +261,7 @@ def generate_world(cfg: LarrConfig, out_dir: str | Path, *, force: bool = False,
                    ) -> dict[str, Any]:
     """Generate the world into ``out_dir`` and return the manifest (also written as ``manifest.json``)."""
     out = Path(out_dir)
-    _prepare_out(out, force)
+    prepare_out(out, force)
     t0 = time.perf_counter()
     world = _build_world(cfg)
     w = cfg.world
