@@ -1,7 +1,7 @@
 """The second shipped domain end to end with zero code changes: the app-usage spec on its tiny world runs
 validate, the Spark jobs, the LLM stages (no general text: the base model pretrains on the corpus), the
-embedding job, Feast publish and the CTR experiment (PLE vs LARR), and the report omits what a world
-without conversions or an oracle does not have."""
+embedding job, Feast publish and the CTR experiment (PLE vs LARR) -- with the simulator's oracle removed, as on
+real logs -- and the report omits what a world without conversions or an oracle does not have."""
 
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ def app(spark, tmp_path_factory: pytest.TempPathFactory) -> dict:
     published = larr_main(["features", "publish", "--repo", str(repo), "--raw", str(raw), "--jobs", str(jobs),
                            "--features", str(features), "--profile", "tiny", "--set", "spec=app_usage"])
     out = root / "paper"
+    shutil.rmtree(raw / "_oracle")  # as on real logs: no simulator's truth to compare with
     paper = run_paper(cfg, raw, llm, out, seeds=1, models=["ple", "larr"], sweeps=False, progress=False,
                       spark=spark, jobs=jobs, features_root=root)
     return {"root": root, "raw": raw, "jobs": jobs, "llm": llm, "manifests": manifests, "base": base, "cpt": cpt_m,
