@@ -6,6 +6,7 @@ real logs -- and the report omits what a world without conversions or an oracle 
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
