@@ -59,3 +59,16 @@ def test_saved_config_reloads_identically(tmp_path) -> None:
     path = save_config(cfg, tmp_path)
     again = load_config("tiny", path)
     assert again == cfg
+
+
+def test_stats_prior_zero_is_a_config_error_not_a_spark_crash() -> None:
+    with pytest.raises(ConfigError, match="features.stats_prior"):
+        load_config("tiny", overrides=["features.stats_prior=0"])
+
+
+def test_spec_key_selects_a_feature_spec() -> None:
+    from larr.spec import load_spec
+
+    assert load_spec(load_config("tiny", overrides=["spec=app_usage"]).spec).name == "app_usage"
+    with pytest.raises(ValueError, match="not a built-in spec"):
+        load_spec(load_config("tiny", overrides=["spec=nope.yaml"]).spec)
