@@ -147,7 +147,7 @@ scene_value_embedding = FeatureView(
     description=f"LLM embedding ({EMBEDDING_DIM}-d) of every distinct feature text (the scene vocabulary)",
 )
 
-# ----- real-time scene state (schema fixed: what streaming/state.py pushes)
+# ----- real-time scene state (schema fixed: what larr/realtime/state.py pushes)
 region_scene_push = PushSource(name="region_scene_push", batch_source=region_scene_state_source)
 region_scene_state = FeatureView(
     name="region_scene_state",

@@ -28,7 +28,7 @@ RENDER_COMMAND = "larr features render-repo"
 # Feast value types of entity join keys and feature types of item columns, by spec column type.
 KEY_TYPES = {"int": "INT64", "string": "STRING"}
 FIELD_TYPES = {"int": "Int64", "float": "Float64", "string": "String", "bool": "Bool"}
-# The real-time scene state the streaming consumer pushes; its schema is the spec's (streaming.state.state_schema).
+# The real-time scene state the streaming consumer pushes; its schema is the spec's (larr.realtime.state.state_schema).
 REALTIME_VIEW = "region_scene_state"
 REALTIME_PUSH = "region_scene_push"
 SCENE_ENTITY, SCENE_KEY, SCENE_VIEW = "scene_value", "scene_key", "scene_value_embedding"
@@ -250,20 +250,20 @@ def definitions_source(spec: Spec) -> str:
 
 def realtime_schema(spec: Spec) -> list[tuple[str, str]]:
     """``[(column, Feast type)]`` of the real-time view: exactly the row the streaming consumer pushes
-    (:func:`streaming.state.state_schema`, derived from the spec's ``realtime`` events)."""
-    from streaming.state import state_schema
+    (:func:`larr.realtime.state.state_schema`, derived from the spec's ``realtime`` events)."""
+    from larr.realtime.state import state_schema
 
     return state_schema(spec)
 
 
 def _realtime_view(lines: list[str], spec: Spec, source: str | None) -> None:
     """The push source and the real-time view: one row per ``realtime.entity``, the consumer's columns."""
-    from streaming.state import scene_schema
+    from larr.realtime.state import scene_schema
 
     rt = spec.realtime
     assert rt is not None
     groups = ", ".join(scene_schema(spec).groups)
-    lines += ["# ----- real-time scene state (schema fixed: what streaming/state.py pushes)",
+    lines += ["# ----- real-time scene state (schema fixed: what larr/realtime/state.py pushes)",
               f"{REALTIME_PUSH} = PushSource(name={_q(REALTIME_PUSH)}, batch_source={source})"]
     _view(lines, REALTIME_VIEW, rt.entity, "hours=6", REALTIME_PUSH, realtime_schema(spec),
           _text(f"real-time scene state per {rt.entity}, pushed by the Kafka consumer (streaming/); each "

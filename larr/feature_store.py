@@ -50,7 +50,7 @@ def export_stats(jobs: Path, features: Path, spec: Spec | str | Path) -> dict[st
 def region_scene_rows(weather: pd.DataFrame, spec: Spec | str | Path | None,
                       day_types: pd.DataFrame | None = None) -> pd.DataFrame:
     """History rows of the real-time view (``spec.realtime``) from observations, by the code the streaming
-    consumer runs (:mod:`streaming.state`).
+    consumer runs (:mod:`larr.realtime.state`).
 
     ``weather``: rows of the observation table (food: the hourly weather: region_id, ts, condition,
     temperature_c).  ``day_types``: what the log says per (key, day): columns ``<key>``, ``date`` (ISO day)
@@ -61,8 +61,8 @@ def region_scene_rows(weather: pd.DataFrame, spec: Spec | str | Path | None,
     from datetime import UTC
 
     from larr.descriptions import derived_column
-    from streaming.events import EventError, realtime_of
-    from streaming.state import KeyMapper, RegionState, event_from_values, state_frame
+    from larr.realtime.events import EventError, realtime_of
+    from larr.realtime.state import KeyMapper, RegionState, event_from_values, state_frame
 
     spec = _spec(spec)
     rt, log_t = realtime_of(spec), spec.tables[spec.log.table]
@@ -154,7 +154,7 @@ def export_region_scene(raw: Path, features: Path, spec: Spec | str | Path | Non
     with each (key, day)'s log values (food: the ``day_type`` the impressions record) as that day's context
     events.  ``spec``: a Spec, name or path (default: the shipped food_delivery)."""
     spec = _spec(spec)
-    from streaming.events import realtime_of
+    from larr.realtime.events import realtime_of
 
     rt = realtime_of(spec)
     log_t = spec.tables[spec.log.table]

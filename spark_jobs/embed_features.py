@@ -90,7 +90,7 @@ def _texts(spark: SparkSession, spec: Spec, raw: Path, vocab_dir: Path, end: str
         raise FileNotFoundError(f"{vocab_dir} has no ds= partition: run `larr spark scene_vocab` first")
     vocab = spark.read.parquet(str(parts[-1])).select(F.col("key").alias("scene_key"), "field", "text")
     backlog = sorted((vocab_dir.parent / "backlog").glob("*.jsonl"))
-    if backlog:  # values the streaming consumer met without a vector (streaming/state.py)
+    if backlog:  # values the streaming consumer met without a vector (larr/realtime/state.py)
         seen = spark.read.json([str(b) for b in backlog]).select(F.col("key").cast("long").alias("scene_key"),
                                                                   "field", "text")
         vocab = vocab.unionByName(seen).dropDuplicates(["scene_key"])

@@ -2,7 +2,7 @@
 
 Loop: poll a batch (consumer group, ``enable_auto_commit=False``) -> parse each message (bad ones go to the
 dead-letter topic with the error and their origin in headers) -> merge events into per-region state
-(newer-wins by event time, :mod:`streaming.state`) -> push the changed regions' rows through Feast's push
+(newer-wins by event time, :mod:`larr.realtime.state`) -> push the changed regions' rows through Feast's push
 source -> flush the dead letters -> commit.  Offsets are committed only after the write, so a crash
 replays the uncommitted batch, and replays are harmless because merging is newer-wins.  SIGTERM finishes
 the batch, commits and closes.  Metrics go to the log and to a Prometheus text endpoint.
@@ -31,9 +31,9 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from larr.feast_repo import REALTIME_PUSH, REALTIME_VIEW
+from larr.realtime.events import EventError, parse_event
+from larr.realtime.state import KeyMapper, RegionState, scene_schema, state_columns, state_frame
 from larr.spec import Spec, load_spec
-from streaming.events import EventError, parse_event
-from streaming.state import KeyMapper, RegionState, scene_schema, state_columns, state_frame
 
 log = logging.getLogger("larr.stream")
 VIEW = REALTIME_VIEW

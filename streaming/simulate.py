@@ -23,9 +23,9 @@ from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from larr.realtime.events import make_event
 from larr.spec import load_spec
 from larr.world.scene import day_type
-from streaming.events import make_event
 
 SPEC = "food_delivery"
 

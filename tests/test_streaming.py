@@ -23,12 +23,12 @@ from kafka import KafkaConsumer
 
 from larr import feature_store as fsx
 from larr.descriptions import derived_column, value_of
+from larr.realtime.events import DOC, EventError, events_markdown, make_event, parse_event
+from larr.realtime.state import KeyMapper, RegionState, state_columns, state_frame, state_schema
 from larr.spec import Spec, SpecError, load_spec, parse_spec, spec_path
 from larr.text import registry, value_key
 from streaming.consumer import VIEW, ConsumerConfig, SceneStateConsumer, committed_offsets
-from streaming.events import DOC, EventError, events_markdown, make_event, parse_event
 from streaming.simulate import MALFORMED, ensure_topics, simulate
-from streaming.state import KeyMapper, RegionState, state_columns, state_frame, state_schema
 from tests.conftest import kafka_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -290,8 +290,8 @@ def test_the_online_row_is_todays() -> None:
 
 def test_the_doc_is_generated_from_the_spec() -> None:
     assert DOC.read_text() == events_markdown(SPEC), (
-        "docs/streaming-events.md is generated: run `python -m streaming.events` after changing the spec's "
-        "realtime section or streaming/events.py")
+        "docs/streaming-events.md is generated: run `python -m larr.realtime.events` after changing the spec's "
+        "realtime section or larr/realtime/events.py")
 
 
 @pytest.mark.parametrize("payload,reason", [

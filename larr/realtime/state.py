@@ -23,9 +23,9 @@ from typing import Any
 import pandas as pd
 
 from larr.descriptions import value_of
+from larr.realtime.events import SceneEvent, check_payload, key_type, realtime_of
 from larr.spec import Spec, SpecError, ValueSpec
 from larr.text import registry
-from streaming.events import SceneEvent, check_payload, key_type, realtime_of
 
 FEAST_TYPES = {"string": "String", "float": "Float64", "int": "Int64", "bool": "Bool"}
 _COERCE = {"string": str, "float": float, "int": int, "bool": bool}

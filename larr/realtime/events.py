@@ -7,7 +7,7 @@ event type of ``realtime.events``), the key column (its log type, int or string)
 bool is not a number), within its declared ``allowed`` set and ``ranges`` (NaN and infinities never pass).
 ``docs/streaming-events.md`` is :func:`events_markdown` of the shipped spec (a test keeps them equal):
 
-    python -m streaming.events   # rewrites docs/streaming-events.md
+    python -m larr.realtime.events   # rewrites docs/streaming-events.md
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from larr.spec import DEFAULT_SPEC, EventSpec, RealtimeSpec, Spec, SpecError, lo
 SCHEMA_VERSION = 1
 COMMON_FIELDS = ("schema_version", "type", "event_time")
 PYTHON_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "string": (str,)}
-DOC = Path(__file__).resolve().parents[1] / "docs" / "streaming-events.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "streaming-events.md"
 
 
 class EventError(ValueError):
@@ -169,7 +169,7 @@ def _example_value(ev: EventSpec, name: str, spec: Spec) -> Any:
 
 def events_markdown(spec: Spec) -> str:
     """``docs/streaming-events.md``: the event schema, the online row and the consumer's contract of ``spec``."""
-    from streaming.state import scene_schema
+    from larr.realtime.state import scene_schema
 
     rt = realtime_of(spec)
     schema = scene_schema(spec)
@@ -180,7 +180,7 @@ def events_markdown(spec: Spec) -> str:
         "# Real-time scene events (schema version 1)",
         "",
         f"<!-- Generated from the feature spec '{spec.name}' (its `realtime` section) by "
-        "`python -m streaming.events`; a test keeps this file equal to `events_markdown(spec)`. -->",
+        "`python -m larr.realtime.events`; a test keeps this file equal to `events_markdown(spec)`. -->",
         "",
         f"Topic `scene-events` (configurable), message key = the {rt.entity} id (`{rt.key}`) as text, so all "
         f"events of a {rt.entity} land in one partition and stay ordered. Value = one JSON object:",
