@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from larr.cli import main as larr_main
+from cli.main import main as larr_main
 from larr.config import load_config
 from larr.spec import load_spec
 from larr.text import registry

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from larr.cli import build_parser, main
+from cli.main import build_parser, main
 
 SUBCOMMANDS = ["generate", "validate", "contract", "config"]
 
 
 def test_top_level_help_lists_subcommands() -> None:
-    out = subprocess.run([sys.executable, "-m", "larr.cli", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "cli", "--help"], capture_output=True, text=True, check=True)
     for name in SUBCOMMANDS:
         assert name in out.stdout
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from larr.cli import main as larr_main
+from cli.main import main as larr_main
 from larr.config import load_config
 from larr.ctr.models import ctr_ctcvr_loss
 from larr.ctr.p5 import P5Classifier, SceneTexts

@@ -32,7 +32,7 @@ from streaming.simulate import MALFORMED, ensure_topics, simulate
 from tests.conftest import kafka_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-LARR = [sys.executable, "-m", "larr.cli"]
+LARR = [sys.executable, "-m", "cli"]
 SPEC = load_spec("food_delivery")
 STATE_FIELDS = state_columns(SPEC)
 # The online row the consumer pushes, as before the spec drove it: nothing downstream may notice.

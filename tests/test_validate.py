@@ -144,7 +144,7 @@ def test_each_corruption_is_rejected_with_a_clear_message(world_copy: Path, name
 
 
 def test_cli_exit_codes_and_message(world_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from larr.cli import main
+    from cli.main import main
 
     assert main(["validate", str(world_copy)]) == 0
     _impr(_order_without_click)(world_copy)

@@ -269,6 +269,29 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ctr(args: argparse.Namespace) -> int:
+    """Train one CTR model kind on the spec's split and save the artefact with its metrics (the training DAG's
+    candidate); `larr experiment paper` runs the whole comparison."""
+    from training.ctr import CtrData, run_ctr
+
+    cfg = _config(args)
+    data = Path(args.data)
+    d = CtrData.load(data, samples=Path(args.jobs) / "ctr_samples" if args.jobs else None, spec=load_spec(cfg.spec))
+    features = Path(args.features) if args.features else None
+    out = Path(args.out)
+    r = run_ctr(cfg.ctr, args.kind, d, cfg.seed, features, progress=not args.quiet, save=out)
+    valid = r["history"]["valid"][-1]
+    metrics = {"kind": args.kind, "seed": cfg.seed, "valid_days": d.window["valid_days"],
+               "test_days": d.window["test_days"], "valid_ctr_auc": valid["ctr_auc"],
+               "valid_ctcvr_auc": valid["ctcvr_auc"], "test": r["metrics"], "history": r["history"],
+               "train_samples_per_second": r["train_samples_per_second"], "parameters": r["parameters"]}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2) + "\n")
+    print(f"{args.kind}: validation CTR AUC {valid['ctr_auc']:.4f}, test CTR AUC {r['metrics']['all']['ctr_auc']:.4f}; "
+          f"artefact and metrics in {out}")
+    return 0
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     """Write a commented spec template and the bring-your-own-logs guide into a folder."""
     from importlib import resources
@@ -476,6 +499,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-sweeps", action="store_true", help="skip the temperature and negative-sampling sweeps")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_experiment)
+
+    p = sub.add_parser("ctr", help="train one CTR model and save it with its validation/test metrics",
+                       description="Train one CTR model kind (ple, larr, noal, wdl, deepfm) on the spec's split of "
+                                   "the ctr_samples and write OUT/model.pt, preprocessor.json, model.json (what a "
+                                   "scorer needs), metrics.json (validation-day and test-day AUC) and config.json. "
+                                   "This is the candidate the training DAG offers to the model registry.")
+    p.add_argument("action", choices=["train"])
+    _add_config_args(p)
+    p.add_argument("--kind", default="larr", choices=["ple", "larr", "noal", "wdl", "deepfm"])
+    p.add_argument("--data", required=True, help="raw data folder (holds jobs/ and features/ by default)")
+    p.add_argument("--jobs", help="Spark job outputs (default DATA/jobs)")
+    p.add_argument("--features", help="folder with scene_value_embeddings.parquet (default DATA/features)")
+    p.add_argument("--out", required=True, help="artefact folder")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_ctr)
 
     p = sub.add_parser("config", help="print the resolved config of a profile",
                        description="Resolve profile + --config file + --set overrides and print the result; "
