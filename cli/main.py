@@ -20,6 +20,8 @@ import numpy as np
 from larr.config import PROFILES, ConfigError, LarrConfig, config_to_dict, load_config
 from larr.spec import load_spec
 
+NO_CHAMPION = 3  # `larr registry champion` exit code when nothing is published yet (DAGs skip on it)
+
 log = logging.getLogger("larr")
 
 
@@ -242,6 +244,16 @@ def cmd_stream(args: argparse.Namespace) -> int:
         m.pop("newest")
         print(json.dumps(m))
         return 0
+    if args.action == "health":
+        from streaming.health import check
+
+        cfg = _config(args)
+        h = check(args.bootstrap, args.topic, args.group, max_lag=cfg.health.max_lag,
+                  max_dead_letters=cfg.health.max_dead_letters)
+        print(json.dumps(h.as_dict()))
+        for problem in h.problems:
+            print(f"larr stream health: {problem}", file=sys.stderr)
+        return 0 if h.healthy else 1
     from streaming.consumer import ConsumerConfig, SceneStateConsumer
 
     cfg = ConsumerConfig(bootstrap=args.bootstrap, topic=args.topic, group=args.group,
@@ -277,7 +289,7 @@ def cmd_ctr(args: argparse.Namespace) -> int:
     cfg = _config(args)
     data = Path(args.data)
     d = CtrData.load(data, samples=Path(args.jobs) / "ctr_samples" if args.jobs else None, spec=load_spec(cfg.spec))
-    features = Path(args.features) if args.features else None
+    features = Path(args.features) if args.features else data / "features"
     out = Path(args.out)
     r = run_ctr(cfg.ctr, args.kind, d, cfg.seed, features, progress=not args.quiet, save=out)
     valid = r["history"]["valid"][-1]
@@ -289,6 +301,39 @@ def cmd_ctr(args: argparse.Namespace) -> int:
     (out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2) + "\n")
     print(f"{args.kind}: validation CTR AUC {valid['ctr_auc']:.4f}, test CTR AUC {r['metrics']['all']['ctr_auc']:.4f}; "
           f"artefact and metrics in {out}")
+    return 0
+
+
+def cmd_registry(args: argparse.Namespace) -> int:
+    """Champion/challenger model registry (larr/registry.py, training/champion.py)."""
+    from larr import registry as reg
+
+    registry = Path(args.registry)
+    if args.action == "offer":
+        from training.champion import offer
+        from training.ctr import CtrData
+
+        if not args.candidate or not args.data:
+            raise ConfigError("registry offer needs --candidate (a `larr ctr train --out` folder) and --data")
+        cfg = _config(args)
+        data = Path(args.data)
+        d = CtrData.load(data, samples=Path(args.jobs) / "ctr_samples" if args.jobs else None,
+                         spec=load_spec(cfg.spec))
+        dec = offer(registry, Path(args.candidate), d, Path(args.encoder) if args.encoder else None,
+                    Path(args.features) if args.features else data / "features", min_gain=args.min_gain)
+        print(json.dumps(dec.__dict__, indent=2))
+        print(f"{'published' if dec.published else 'not published'}: {dec.reason}")
+        return 0 if dec.published else args.exit_code_if_kept
+    current = reg.champion(registry)
+    if args.action == "champion":
+        if current is None:
+            print(f"larr registry: {registry} has no champion yet (the training DAG publishes the first)",
+                  file=sys.stderr)
+            return NO_CHAMPION
+        folder = registry / "versions" / current["version"]
+        print(folder / args.part if args.part else folder)
+        return 0
+    print(json.dumps({"champion": current, "decisions": reg.decisions(registry)}, indent=2))
     return 0
 
 
@@ -437,8 +482,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stream", help="real-time scene events: run the Kafka consumer or the event simulator",
                        description="consume: keep each region's scene state fresh in Feast's online store "
                                    "(at-least-once, newer-wins, dead-letter topic, SIGTERM-safe, Prometheus "
-                                   "metrics). simulate: replay the world's weather and time slots as live events.")
-    p.add_argument("action", choices=["consume", "simulate"])
+                                   "metrics). simulate: replay the world's weather and time slots as live events. health: the "
+                                   "group's lag per partition and the dead-letter count against the config's health "
+                                   "thresholds (exit 1 past them).")
+    p.add_argument("action", choices=["consume", "simulate", "health"])
     p.add_argument("--bootstrap", default="127.0.0.1:9092")
     p.add_argument("--topic", default="scene-events")
     p.add_argument("--group", default="larr-scene-state", help="consumer group (consume)")
@@ -455,6 +502,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, help="events to send (simulate)")
     p.add_argument("--malformed-frac", type=float, default=0.0, help="share of malformed messages (simulate)")
     p.add_argument("--out-of-order-frac", type=float, default=0.0, help="share of older events (simulate)")
+    p.add_argument("--profile", choices=PROFILES, default="small", help="config profile (health thresholds)")
+    p.add_argument("--config", metavar="YAML", help="YAML file whose keys override the profile (health)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. --set health.max_lag=500 (health)")
     p.add_argument("--seed", type=int)
     p.add_argument("--spec", default="food_delivery",
                    help="feature spec whose realtime section defines the events (name or YAML path)")
@@ -514,6 +565,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="artefact folder")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_ctr)
+
+    p = sub.add_parser("registry", help="model registry: offer a candidate (champion/challenger), show, champion path",
+                       description="offer: score the candidate and the current champion on the same validation day "
+                                   "(the spec's split of the current ctr_samples) and publish the candidate only if it "
+                                   "wins; both scores and the decision go to REGISTRY/decisions.jsonl. champion: print "
+                                   "the champion's folder (or a PART of it, e.g. encoder); exit code "
+                                   f"{NO_CHAMPION} when there is none yet. show: the champion and every decision.")
+    p.add_argument("action", choices=["offer", "champion", "show"])
+    _add_config_args(p)
+    p.add_argument("--registry", required=True, help="registry folder")
+    p.add_argument("--candidate", help="candidate model folder (`larr ctr train --out`) (offer)")
+    p.add_argument("--data", help="raw data folder holding jobs/ and features/ (offer)")
+    p.add_argument("--jobs", help="Spark job outputs (default DATA/jobs) (offer)")
+    p.add_argument("--encoder", help="the encoder artefact the candidate's scene vectors came from (offer)")
+    p.add_argument("--features", help="the candidate's scene-value table folder (default DATA/features) (offer)")
+    p.add_argument("--min-gain", type=float, default=0.0, help="AUC margin the challenger must win by (offer)")
+    p.add_argument("--part", help="a file or folder inside the champion version, e.g. encoder (champion)")
+    p.add_argument("--exit-code-if-kept", type=int, default=0,
+                   help="exit code when the challenger loses and the champion stays (offer; the DAG uses 4 to "
+                        "skip the Feast publication)")
+    p.set_defaults(func=cmd_registry)
 
     p = sub.add_parser("config", help="print the resolved config of a profile",
                        description="Resolve profile + --config file + --set overrides and print the result; "

@@ -219,6 +219,51 @@ class CtrConfig(StrictModel):
     p5: P5Config = Field(default_factory=P5Config)
 
 
+class HealthConfig(StrictModel):
+    """Thresholds of the real-time path's health check (``larr stream health``, the larr_streaming_health DAG)."""
+
+    max_lag: int = Field(10_000, ge=0, description="most messages any partition of the events topic may be behind")
+    max_dead_letters: int = Field(0, ge=0, description="most messages allowed on the dead-letter topic")
+
+
+class QualityConfig(StrictModel):
+    """Bounds of the data-quality suites (``larr quality check``, :mod:`larr.quality`): what a gate accepts.
+    The suites' checks come from the feature spec; only these thresholds are a matter of taste."""
+
+    max_rows: int = Field(2_000_000, ge=1000, description="rows of one table handed to Great Expectations; a "
+                                                           "bigger table is sampled uniformly (row rules and "
+                                                           "aggregates still read every row)")
+    partition_lag_days: int = Field(0, ge=0, description="raw: the newest log partition may be this many days "
+                                                         "older than the run date (--run-date)")
+    click_rate: tuple[float, float] = Field((0.001, 0.5), description="CTR samples: [min, max] click rate of "
+                                                                       "every (day, split)")
+    conversion_rate: tuple[float, float] = Field((0.01, 0.95), description="CTR samples: [min, max] "
+                                                                            "conversions per click of every "
+                                                                            "(day, split); specs with a "
+                                                                            "conversion label only")
+    max_oov_share: float = Field(0.3, ge=0, le=1, description="CTR samples: largest share of test-day rows "
+                                                              "whose categorical value never occurs in training")
+    max_oov_share_by_column: dict[str, float] = Field(default_factory=dict, description="per-column "
+                                                                                       "overrides of "
+                                                                                       "max_oov_share")
+    norm_tolerance: float = Field(1e-3, gt=0, lt=1, description="embeddings: L2 norms must lie in 1 +- this")
+    min_vocab_coverage: float = Field(0.99, ge=0, le=1, description="embeddings: least share of the scene "
+                                                                    "vocabulary's keys that have a vector")
+    max_staleness_minutes: float = Field(120.0, gt=0, description="online: oldest event of any group of any "
+                                                                  "real-time key, in minutes behind --as-of")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> QualityConfig:
+        for name in ("click_rate", "conversion_rate"):
+            lo, hi = getattr(self, name)
+            if not 0 <= lo <= hi <= 1:
+                raise ValueError(f"{name} must be [min, max] with 0 <= min <= max <= 1 (got [{lo}, {hi}])")
+        bad = {k: v for k, v in self.max_oov_share_by_column.items() if not 0 <= v <= 1}
+        if bad:
+            raise ValueError(f"max_oov_share_by_column: shares must lie in [0, 1] (got {bad})")
+        return self
+
+
 class LarrConfig(StrictModel):
     """The whole resolved configuration of one run."""
 
@@ -231,6 +276,8 @@ class LarrConfig(StrictModel):
     spark: SparkConfig = Field(default_factory=SparkConfig)
     llm: LLMConfig = Field(default_factory=LLMConfig)
     ctr: CtrConfig = Field(default_factory=CtrConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
 
 
 def _profile_dict(profile: str) -> dict[str, Any]:
