@@ -230,27 +230,29 @@ class QualityConfig(StrictModel):
     """Bounds of the data-quality suites (``larr quality check``, :mod:`larr.quality`): what a gate accepts.
     The suites' checks come from the feature spec; only these thresholds are a matter of taste."""
 
-    max_rows: int = Field(2_000_000, ge=1000, description="rows of one table handed to Great Expectations; a "
-                                                           "bigger table is sampled uniformly (row rules and "
-                                                           "aggregates still read every row)")
-    partition_lag_days: int = Field(0, ge=0, description="raw: the newest log partition may be this many days "
-                                                         "older than the run date (--run-date)")
-    click_rate: tuple[float, float] = Field((0.001, 0.5), description="CTR samples: [min, max] click rate of "
-                                                                       "every (day, split)")
-    conversion_rate: tuple[float, float] = Field((0.01, 0.95), description="CTR samples: [min, max] "
-                                                                            "conversions per click of every "
-                                                                            "(day, split); specs with a "
-                                                                            "conversion label only")
-    max_oov_share: float = Field(0.3, ge=0, le=1, description="CTR samples: largest share of test-day rows "
-                                                              "whose categorical value never occurs in training")
-    max_oov_share_by_column: dict[str, float] = Field(default_factory=dict, description="per-column "
-                                                                                       "overrides of "
-                                                                                       "max_oov_share")
-    norm_tolerance: float = Field(1e-3, gt=0, lt=1, description="embeddings: L2 norms must lie in 1 +- this")
-    min_vocab_coverage: float = Field(0.99, ge=0, le=1, description="embeddings: least share of the scene "
-                                                                    "vocabulary's keys that have a vector")
-    max_staleness_minutes: float = Field(120.0, gt=0, description="online: oldest event of any group of any "
-                                                                  "real-time key, in minutes behind --as-of")
+    max_rows: int = Field(
+        2_000_000, ge=1000,
+        description="rows of one table handed to Great Expectations; a bigger table is sampled uniformly "
+                    "(the contract's row rules and the aggregates still read every row)")
+    partition_lag_days: int = Field(
+        0, ge=0, description="raw: the newest log partition may be this many days older than --run-date")
+    click_rate: tuple[float, float] = Field(
+        (0.001, 0.5), description="CTR samples: [min, max] click rate of every (day, split)")
+    conversion_rate: tuple[float, float] = Field(
+        (0.01, 0.95), description="CTR samples: [min, max] conversions per click of every (day, split) "
+                                  "(specs with a conversion label)")
+    max_oov_share: float = Field(
+        0.3, ge=0, le=1, description="CTR samples: largest share of test-day rows whose categorical value "
+                                     "never occurs in training (per categorical column)")
+    max_oov_share_by_column: dict[str, float] = Field(
+        default_factory=dict, description="per-column overrides of max_oov_share, e.g. {item_id: 0.5}")
+    norm_tolerance: float = Field(
+        1e-3, gt=0, lt=1, description="embeddings: every L2 norm lies in [1 - tolerance, 1 + tolerance]")
+    min_vocab_coverage: float = Field(
+        0.99, ge=0, le=1, description="embeddings: least share of the scene vocabulary's keys with a vector")
+    max_staleness_minutes: float = Field(
+        120.0, gt=0, description="online: how far any event group of any real-time key may lag behind "
+                                 "--as-of (default: the newest event in the state)")
 
     @model_validator(mode="after")
     def _bounds(self) -> QualityConfig:
