@@ -133,6 +133,7 @@ class CPTConfig(StrictModel):
     block_size: int = Field(256, ge=16, description="packed sequence length")
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     save_steps: int = Field(200, ge=1)
+    logging_steps: int = Field(10, ge=1, description="steps per logged training loss (1: the loss of every step)")
 
 
 class ContrastiveConfig(StrictModel):
@@ -147,6 +148,8 @@ class ContrastiveConfig(StrictModel):
     grad_cache_chunk: int = Field(0, ge=0, description="0: off; else embed the batch in chunks of this size "
                                                       "with gradient caching (GradCache)")
     max_length: int = Field(256, ge=16)
+    save_steps: int = Field(200, ge=0, description="checkpoint every N steps and at the end (0: none); a re-run "
+                                                   "of the same stage resumes from the newest")
 
     @model_validator(mode="after")
     def _weights(self) -> ContrastiveConfig:
@@ -266,6 +269,23 @@ class QualityConfig(StrictModel):
         return self
 
 
+class LaunchConfig(StrictModel):
+    """How each training stage is started: a launcher prefix, or empty for in-process (the default).
+
+    ``larr train cpt|contrastive`` and ``larr ctr train`` read it, so the Airflow DAGs and a person at a
+    shell start a stage the same way: with a prefix the CLI re-executes the stage's own entry point
+    (``python -m training.cpt`` ...) under it, streams its output and returns its exit code.  Examples:
+    ``torchrun --nproc_per_node 2`` (CPU: gloo, GPU: nccl), ``deepspeed --num_gpus 8`` (with
+    ``--deepspeed training/configs/zero2.json``), multi-node ``torchrun --nnodes 4 --nproc_per_node 8
+    --rdzv_backend c10d --rdzv_endpoint HOST:29500 --rdzv_id RUN`` or ``deepspeed --hostfile hosts``;
+    ``python`` runs one process in a child.  The global batch is the config's whatever the launcher:
+    each of W processes trains on 1/W of every batch (training/README.md)."""
+
+    cpt: str = Field("", description="launcher prefix of stage 1 (continual pretraining)")
+    contrastive: str = Field("", description="launcher prefix of stage 2 (contrastive fine-tuning)")
+    ctr: str = Field("", description="launcher prefix of stage 3 (`larr ctr train`)")
+
+
 class LarrConfig(StrictModel):
     """The whole resolved configuration of one run."""
 
@@ -278,6 +298,7 @@ class LarrConfig(StrictModel):
     spark: SparkConfig = Field(default_factory=SparkConfig)
     llm: LLMConfig = Field(default_factory=LLMConfig)
     ctr: CtrConfig = Field(default_factory=CtrConfig)
+    launch: LaunchConfig = Field(default_factory=LaunchConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
 
