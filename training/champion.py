@@ -25,6 +25,7 @@ from training.ctr import CtrData, _predict, build_model
 
 log = logging.getLogger(__name__)
 METRIC = "valid_ctr_auc"
+SCENE_KINDS = ("larr", "noal")  # model kinds that read the scene-value table
 
 
 def load_model(folder: Path, spec: Spec, scene_table: Path | None) -> tuple[torch.nn.Module, Preprocessor,
@@ -36,7 +37,7 @@ def load_model(folder: Path, spec: Spec, scene_table: Path | None) -> tuple[torc
                                 f"a model is only compared on data of its own spec")
     prep = Preprocessor.load(folder / "preprocessor.json")
     scene = None
-    if meta["kind"] in ("larr", "noal"):
+    if meta["kind"] in SCENE_KINDS:
         path = scene_table or Path(meta["scene_table"]) / "scene_value_embeddings.parquet"
         if not path.exists():
             raise reg.RegistryError(f"{folder}: its scene-value table {path} is missing")
@@ -62,6 +63,8 @@ def offer(registry: Path, candidate: Path, d: CtrData, encoder: Path | None = No
     copied into the published version so the scoring service loads one self-contained folder."""
     reg.check_candidate(candidate)
     version = reg.version_of(candidate)
+    if json.loads((candidate / "model.json").read_text())["kind"] not in SCENE_KINDS:
+        features = None  # a model without scene vectors carries no scene-value table
     scene_path = features / "scene_value_embeddings.parquet" if features else None
     challenger = valid_score(candidate, d, scene_path)
     current = reg.champion(registry)
