@@ -19,6 +19,18 @@ if [ ! -f "$stamp" ]; then
 else
   echo "[setup] .venv is up to date"
 fi
+# Airflow gets its own venv (its pins stay away from the ML stack); DAG tasks call .venv/bin/larr.
+af_stamp=.venv-airflow/.larr-airflow-$(sha256sum scripts/airflow-requirements.txt | cut -c1-16)
+if [ ! -f "$af_stamp" ]; then
+  echo "[setup] installing Airflow into .venv-airflow (scripts/airflow-requirements.txt)"
+  [ -x .venv-airflow/bin/python ] || "$PY" -m venv .venv-airflow
+  .venv-airflow/bin/python -m pip install --quiet --upgrade pip
+  .venv-airflow/bin/python -m pip install --quiet -r scripts/airflow-requirements.txt
+  rm -f .venv-airflow/.larr-airflow-*
+  touch "$af_stamp"
+else
+  echo "[setup] .venv-airflow is up to date"
+fi
 # Spark needs a Java 17+ runtime; the machine ships OpenJDK 17.
 if ! command -v java >/dev/null 2>&1; then
   echo "[setup] java not found: install OpenJDK 17 (apt-get install -y openjdk-17-jre-headless)" >&2
