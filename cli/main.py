@@ -592,6 +592,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "unknown keys and bad values are errors that name the key.")
     _add_config_args(p)
     p.set_defaults(func=cmd_config)
+    from cli import quality  # larr quality check: cli/quality.py
+
+    quality.add_parser(sub)
     return parser
 
 

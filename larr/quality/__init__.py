@@ -118,7 +118,7 @@ def check(suite: str, path: str | Path, cfg: LarrConfig, *, inputs: Inputs | Non
 
     src = Path(path)
     if not src.exists():
-        raise FileNotFoundError(f"{suite} suite: {src} does not exist (PATH is {SUITES[suite].path})")
+        raise FileNotFoundError(f"{suite} suite: {src} does not exist; PATH is {SUITES[suite].path}")
     inputs = inputs or Inputs()
     module = importlib.import_module(SUITES[suite].module)
     spec = load_spec(cfg.spec)
