@@ -40,7 +40,7 @@ def spark_task(job: str, outlet: Asset):
 @dag(
     dag_id="larr_features",
     schedule="@daily",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=pendulum.datetime(2020, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,

@@ -26,7 +26,7 @@ STREAM = {"bootstrap": os.environ.get("LARR_KAFKA", "127.0.0.1:9092"),
 @dag(
     dag_id="larr_streaming_health",
     schedule=timedelta(minutes=5),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=pendulum.datetime(2020, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(minutes=4),

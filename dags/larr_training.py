@@ -35,7 +35,7 @@ from larr_common import gate as quality_gate
 @dag(
     dag_id="larr_training",
     schedule=CPT_CORPUS & CONTRASTIVE_PAIRS & SCENE_VOCAB & CTR_SAMPLES,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=pendulum.datetime(2020, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from airflow.dag_processing.dagbag import BundleDagBag
@@ -34,7 +34,7 @@ def main(argv: list[str]) -> int:
     dag_id, logical, conf = argv[1], argv[2], json.loads(argv[3])
     mark = argv[4] if len(argv) > 4 and argv[4] else None
     dag = b.get_dag(dag_id)
-    run = dag.test(logical_date=datetime.fromisoformat(logical), run_conf=conf, mark_success_pattern=mark)
+    run = dag.test(logical_date=datetime.fromisoformat(logical).replace(tzinfo=UTC), run_conf=conf, mark_success_pattern=mark)
     states = {ti.task_id: str(ti.state.value if hasattr(ti.state, "value") else ti.state)
               for ti in run.get_task_instances()}
     print(json.dumps({"state": str(run.state.value if hasattr(run.state, "value") else run.state),

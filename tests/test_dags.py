@@ -1,0 +1,147 @@
+"""The Airflow DAGs, run by real Airflow 3 (its own venv, a real metadata database, ``dag.test()``).
+
+Each run goes through ``tests/airflow_harness.py`` in ``.venv-airflow`` (installed by scripts/setup.sh); the
+tasks call the project's ``larr`` CLI in ``.venv``, as in production.  Runs use the ``tiny`` world.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from larr import registry as reg
+from larr.spec import load_spec
+from spark_jobs.common import read_window
+
+REPO = Path(__file__).resolve().parents[1]
+AIRFLOW_BIN = REPO / ".venv-airflow" / "bin"
+HARNESS = REPO / "tests" / "airflow_harness.py"
+LARR = Path(sys.executable).parent / "larr"
+
+FEATURES_GRAPH = {
+    "raw_gate": ["contrastive_pairs", "cpt_corpus", "ctr_samples", "scene_vocab"],
+    "cpt_corpus": ["corpus_gate"], "contrastive_pairs": ["corpus_gate"], "scene_vocab": ["embed"],
+    "ctr_samples": ["samples_gate"], "corpus_gate": ["embed"], "samples_gate": ["embed"],
+    "embed": ["embeddings_gate"], "embeddings_gate": ["publish"], "publish": [],
+}
+TRAINING_CHAIN = ["base", "cpt", "contrastive", "embed", "embeddings_gate", "ctr_train", "report",
+                  "champion_challenger", "publish_features"]
+TRAINING_GRAPH = {t: [TRAINING_CHAIN[i + 1]] if i + 1 < len(TRAINING_CHAIN) else []
+                  for i, t in enumerate(TRAINING_CHAIN)}
+SPARK_AND_GATES = "^(raw_gate|cpt_corpus|contrastive_pairs|scene_vocab|ctr_samples|corpus_gate|samples_gate)$"
+
+
+@pytest.fixture(scope="module")
+def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A fresh AIRFLOW_HOME with a migrated metadata database; the DAG folder is the project's dags/."""
+    assert (AIRFLOW_BIN / "python").exists(), ".venv-airflow missing: run `bash scripts/setup.sh`"
+    home = tmp_path_factory.mktemp("airflow_home")
+    env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+           "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"), "LARR_BIN": str(LARR),
+           "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO"}
+    env.pop("PYTHONPATH", None)
+    subprocess.run([str(AIRFLOW_BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True,
+                   timeout=300)
+    return env
+
+
+def _harness(env: dict[str, str], *args: str, timeout: int = 1200) -> tuple[dict, str]:
+    p = subprocess.run([str(AIRFLOW_BIN / "python"), str(HARNESS), *args], env=env, capture_output=True,
+                       text=True, timeout=timeout, cwd=REPO)
+    log = p.stdout + p.stderr
+    assert p.returncode == 0, log[-5000:]
+    return json.loads(p.stdout.strip().splitlines()[-1]), log
+
+
+def run_dag(env: dict[str, str], dag_id: str, ds: str, conf: dict, mark_success: str = "") -> tuple[dict, str]:
+    return _harness(env, "test", dag_id, ds, json.dumps(conf), mark_success)
+
+
+def _conf(world: Path, root: Path) -> dict:
+    return {"raw": str(world), "root": str(root), "profile": "tiny", "config": "",
+            "overrides": ["ctr.epochs=1"]}
+
+
+def _run_date(world: Path) -> str:
+    return read_window(world, load_spec())["end"]
+
+
+def test_dagbag_imports_with_the_expected_graphs(airflow_env: dict[str, str]) -> None:
+    bag, _ = _harness(airflow_env, "bag")
+    assert bag["errors"] == {}
+    assert set(bag["graphs"]) == {"larr_features", "larr_training", "larr_streaming_health"}
+    assert bag["graphs"]["larr_features"] == FEATURES_GRAPH
+    assert bag["graphs"]["larr_training"] == TRAINING_GRAPH
+    assert bag["graphs"]["larr_streaming_health"] == {"kafka_health": [], "online_freshness": []}
+    assert bag["schedules"] == {"larr_features": "CronTriggerTimetable",
+                                "larr_training": "AssetTriggeredTimetable",
+                                "larr_streaming_health": "DeltaTriggerTimetable"}
+
+
+def test_corrupted_raw_partition_fails_the_first_gate_and_nothing_runs(
+        airflow_env: dict[str, str], world_copy: Path, tmp_path: Path) -> None:
+    spec = load_spec()
+    ds = _run_date(world_copy)
+    part = next((world_copy / spec.log.table / f"date={ds}").glob("*.parquet"))
+    df = pd.read_parquet(part)
+    click, conversion = spec.labels.click, spec.labels.conversion
+    bad = df[conversion] == 1
+    assert bad.any()
+    df.loc[bad, click] = 0  # orders without a click: the contract's conversion-implies-click rule
+    df.to_parquet(part, index=False)
+
+    root = tmp_path / "root"
+    result, log = run_dag(airflow_env, "larr_features", ds, _conf(world_copy, root))
+    assert result["state"] == "failed"
+    tasks = result["tasks"]
+    assert tasks["raw_gate"] == "failed"
+    assert {t: s for t, s in tasks.items() if t != "raw_gate"} == {t: "upstream_failed" for t in FEATURES_GRAPH
+                                                                    if t != "raw_gate"}
+    assert "FAILED" in log and click in log  # the gate's summary names the expectation's column in the task log
+    assert not (root / "jobs").exists() and not (root / "feature_repo").exists()
+
+
+def test_features_and_training_dags_end_to_end(airflow_env: dict[str, str], tiny_world: Path,
+                                               tmp_path: Path) -> None:
+    world = tmp_path / "world"
+    shutil.copytree(tiny_world, world)
+    root = tmp_path / "root"
+    ds, conf = _run_date(world), _conf(world, root)
+
+    # 1. first feature run: everything up to the embeddings; no champion encoder yet, so the embedding step
+    #    and the Feast publication are skipped (not failed)
+    first, _ = run_dag(airflow_env, "larr_features", ds, conf)
+    assert first["state"] == "success", first
+    assert first["tasks"] == {**{t: "success" for t in FEATURES_GRAPH},
+                              "embed": "skipped", "embeddings_gate": "skipped", "publish": "skipped"}
+    for job in ("cpt_corpus", "contrastive_pairs", "scene_vocab", "ctr_samples"):
+        assert any((root / "jobs" / job).rglob("*.parquet")), job
+    assert not (root / "feature_repo").exists()
+
+    # 2. training: LLM stages, vectors, CTR candidate, report, champion/challenger (first: published), Feast
+    trained, _ = run_dag(airflow_env, "larr_training", ds, conf)
+    assert trained["state"] == "success", trained
+    assert trained["tasks"] == {t: "success" for t in TRAINING_CHAIN}
+    champion = reg.champion(root / "registry")
+    assert champion is not None and champion["valid_days"]
+    version = root / "registry" / "versions" / champion["version"]
+    assert (version / "encoder" / "encoder.json").exists()
+    assert (version / "features" / "scene_value_embeddings.parquet").exists()
+    assert (root / "training" / ds / "llm" / "report.md").exists()
+    assert (root / "feature_repo" / "data").exists()
+
+    # 3. the next feature run (Spark outputs of the day already built: idempotent tasks marked done) embeds
+    #    with the champion's encoder (all vectors from its cache), passes the gate and publishes to Feast
+    second, _ = run_dag(airflow_env, "larr_features", ds, conf, mark_success=SPARK_AND_GATES)
+    assert second["state"] == "success", second
+    assert second["tasks"] == {t: "success" for t in FEATURES_GRAPH}
+    vectors = pd.read_parquet(root / "features" / "scene_value_embeddings.parquet")
+    champ_vectors = pd.read_parquet(version / "features" / "scene_value_embeddings.parquet")
+    assert set(vectors["encoder_version"]) == set(champ_vectors["encoder_version"])
