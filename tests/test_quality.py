@@ -275,7 +275,8 @@ def test_samples_suite_catches_a_test_day_in_training(jobs_copy: Path, tmp_path:
 
 def test_samples_suite_catches_oov_ids_and_dead_labels(jobs_copy: Path, tmp_path: Path) -> None:
     key = SPEC.user_key
-    edit(_newest_file(jobs_copy / "ctr_samples"), lambda df: df.assign(**{key: df[key] + 10**9}))  # foreign ids
+    for f in sorted(_newest_file(jobs_copy / "ctr_samples").parent.glob("*.parquet")):  # foreign ids
+        edit(f, lambda df: df.assign(**{key: df[key] + 10**9}))
     first_day = sorted(sorted((jobs_copy / "ctr_samples").glob("date=*"))[0].glob("*.parquet"))
     for f in first_day:  # the click label lost on one training day
         edit(f, lambda df: df.assign(**{CLICK: 0, CONVERSION: 0} if CONVERSION else {CLICK: 0}))
