@@ -76,7 +76,7 @@ def larr_features():
     def embeddings_gate(params: dict | None = None, ds: str | None = None) -> str:
         """Vectors: dimension, finite, unit norm, unique keys, coverage of the scene vocabulary."""
         p = paths(params, ds)
-        return quality_gate(params, ds, "embeddings", p["features"], "--jobs", p["jobs"])
+        return quality_gate(params, ds, "embeddings", p["features"], "--vocab", f"{p['jobs']}/scene_vocab")
 
     @task.bash(outlets=[ONLINE_FEATURES])
     def publish(params: dict | None = None, ds: str | None = None) -> str:

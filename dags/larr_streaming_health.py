@@ -45,7 +45,7 @@ def larr_streaming_health():
     @task.bash
     def online_freshness(params: dict | None = None, ds: str | None = None) -> str:
         """Age of each region's real-time scene state in the online store against quality's bound."""
-        return quality_gate(params, ds, "online", paths(params, ds)["repo"])
+        return quality_gate(params, ds, "online", paths(params, ds)["repo"], "--as-of", "now")
 
     [kafka_health(), online_freshness()]
 

@@ -72,7 +72,7 @@ def larr_training():
     @task.bash(**GATE_ARGS)
     def embeddings_gate(params: dict | None = None, ds: str | None = None) -> str:
         p = paths(params, ds)
-        return quality_gate(params, ds, "embeddings", p["run_features"], "--jobs", p["jobs"])
+        return quality_gate(params, ds, "embeddings", p["run_features"], "--vocab", f"{p['jobs']}/scene_vocab")
 
     @task.bash(pool=GPU_POOL)
     def ctr_train(params: dict | None = None, ds: str | None = None) -> str:
