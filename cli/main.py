@@ -127,24 +127,44 @@ def cmd_spark(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """The LLM stages in order.  CPT and contrastive run in-process, or -- when the config names a launcher
+    (``launch.cpt`` / ``launch.contrastive``: torchrun, deepspeed) -- as their own entry point under it, so
+    the DAG and a shell start them the same way; base and report always run here (one process)."""
     from training import base_lm, contrastive, cpt, llm_report
+    from training.launch import config_args, launch
 
     cfg = _config(args)
     raw, jobs, out = Path(args.raw), Path(args.jobs), Path(args.out)
     stages = ["base", "cpt", "contrastive", "report"] if args.stage == "all" else [args.stage]
+    common = [*config_args(args.profile, args.config, args.overrides, args.seed), "--jobs", str(jobs),
+              "--out", str(out), *(["--deepspeed", args.deepspeed] if args.deepspeed else [])]
     for stage in stages:
         if stage == "base":
             m = base_lm.run(cfg, raw, jobs, out)
         elif stage == "cpt":
-            m = cpt.run(cfg, jobs, out, deepspeed=args.deepspeed)
+            if cfg.launch.cpt:
+                code = launch(cfg.launch.cpt, "training.cpt", common)
+                if code:
+                    return code
+                m = json.loads((out / "cpt" / "metrics.json").read_text())
+            else:
+                m = cpt.run(cfg, jobs, out, deepspeed=args.deepspeed)
             print(f"CPT held-out target loss {m['heldout_target_loss_before']:.3f} -> "
-                  f"{m['heldout_target_loss_after']:.3f} ({m['tokens_per_second']:,.0f} tokens/s)")
+                  f"{m['heldout_target_loss_after']:.3f} ({m['tokens_per_second']:,.0f} tokens/s, "
+                  f"{m.get('processes', 1)} process(es))")
             continue
         elif stage == "contrastive":
             for init in args.init:
-                m = contrastive.run(cfg, jobs, out, init, deepspeed=args.deepspeed)
+                if cfg.launch.contrastive:
+                    code = launch(cfg.launch.contrastive, "training.contrastive", [*common, "--init", init])
+                    if code:
+                        return code
+                    name = "encoder" if init == "cpt" else "encoder_nocpt"
+                    m = json.loads((out / name / "metrics.json").read_text())
+                else:
+                    m = contrastive.run(cfg, jobs, out, init, deepspeed=args.deepspeed)
                 print(f"contrastive from {init}: {m['steps']} steps, {m['tokens_per_second']:,.0f} tokens/s, "
-                      f"encoder version {m['version']}")
+                      f"{m.get('processes', 1)} process(es), encoder version {m['version']}")
             continue
         else:
             m = llm_report.run(cfg, raw, jobs, out)
@@ -283,24 +303,28 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 def cmd_ctr(args: argparse.Namespace) -> int:
     """Train one CTR model kind on the spec's split and save the artefact with its metrics (the training DAG's
-    candidate); `larr experiment paper` runs the whole comparison."""
-    from training.ctr import CtrData, run_ctr
+    candidate); `larr experiment paper` runs the whole comparison.  In-process, or under the launcher the
+    config names (``launch.ctr``, e.g. ``torchrun --nproc_per_node 4``: DDP, the batch split over processes)."""
+    from training.ctr import train_candidate
+    from training.launch import config_args, launch
 
     cfg = _config(args)
-    data = Path(args.data)
-    d = CtrData.load(data, samples=Path(args.jobs) / "ctr_samples" if args.jobs else None, spec=load_spec(cfg.spec))
-    features = Path(args.features) if args.features else data / "features"
-    out = Path(args.out)
-    r = run_ctr(cfg.ctr, args.kind, d, cfg.seed, features, progress=not args.quiet, save=out)
-    valid = r["history"]["valid"][-1]
-    metrics = {"kind": args.kind, "seed": cfg.seed, "valid_days": d.window["valid_days"],
-               "test_days": d.window["test_days"], "valid_ctr_auc": valid["ctr_auc"],
-               "valid_ctcvr_auc": valid["ctcvr_auc"], "test": r["metrics"], "history": r["history"],
-               "train_samples_per_second": r["train_samples_per_second"], "parameters": r["parameters"]}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2) + "\n")
-    print(f"{args.kind}: validation CTR AUC {valid['ctr_auc']:.4f}, test CTR AUC {r['metrics']['all']['ctr_auc']:.4f}; "
-          f"artefact and metrics in {out}")
+    data, out = Path(args.data), Path(args.out)
+    if cfg.launch.ctr:
+        code = launch(cfg.launch.ctr, "training.ctr", [
+            *config_args(args.profile, args.config, args.overrides, args.seed), "--kind", args.kind,
+            "--data", str(data), *(["--jobs", args.jobs] if args.jobs else []),
+            *(["--features", args.features] if args.features else []), "--candidate", str(out),
+            *(["--quiet"] if args.quiet else [])])
+        if code:
+            return code
+        metrics = json.loads((out / "metrics.json").read_text())
+    else:
+        metrics = train_candidate(cfg, args.kind, data, out, Path(args.jobs) if args.jobs else None,
+                                  Path(args.features) if args.features else None, progress=not args.quiet)
+    print(f"{args.kind}: validation CTR AUC {metrics['valid_ctr_auc']:.4f}, test CTR AUC "
+          f"{metrics['test']['all']['ctr_auc']:.4f} ({metrics.get('processes', 1)} process(es)); artefact and "
+          f"metrics in {out}")
     return 0
 
 
@@ -525,7 +549,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder for models, metrics and the report")
     p.add_argument("--init", nargs="+", choices=["cpt", "base"], default=["cpt"],
                    help="contrastive: start from the CPT model (default) and/or the base model (noCPT ablation)")
-    p.add_argument("--deepspeed", help="DeepSpeed JSON config (GPU runs; see training/README.md)")
+    p.add_argument("--deepspeed", help="DeepSpeed JSON config (training/configs/zero2.json, zero3.json; see "
+                                       "training/README.md)")
+    p.epilog = ("Several processes or GPUs: set the stage's launcher in the config, e.g. --set "
+                "launch.cpt='torchrun --nproc_per_node 2' or --set launch.contrastive='deepspeed --num_gpus 8' "
+                "--deepspeed training/configs/zero3.json; llm.*.batch_size stays the global batch.")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("experiment", help="the paper's CTR comparison: baselines, ablations, sweeps, report",
@@ -564,6 +592,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", help="folder with scene_value_embeddings.parquet (default DATA/features)")
     p.add_argument("--out", required=True, help="artefact folder")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.epilog = ("Several processes: --set launch.ctr='torchrun --nproc_per_node 4' (DDP; ctr.batch_size stays the "
+                "global batch, each process streams its slice of every batch).")
     p.set_defaults(func=cmd_ctr)
 
     p = sub.add_parser("registry", help="model registry: offer a candidate (champion/challenger), show, champion path",

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from larr.config import LarrConfig, save_config
+from larr.config import LarrConfig, load_config, save_config
 
 _TAG = re.compile(r"</?[A-Za-z]+(?:_[A-Za-z]+)?>")
 
@@ -56,13 +56,23 @@ def write_json(path: Path, data: dict[str, Any], cfg: LarrConfig | None = None) 
 
 
 def launcher_parser(doc: str | None) -> argparse.ArgumentParser:
-    """Arguments shared by the stage entry points when launched with ``deepspeed``/``torchrun``."""
+    """Arguments shared by the stage entry points (``python -m training.cpt``, ``torchrun ... -m
+    training.cpt``, ``deepspeed ... --module training.cpt``); the config arguments are the CLI's, so
+    ``larr train STAGE`` re-executes a stage under its launcher with the arguments it was given."""
     p = argparse.ArgumentParser(description=(doc or "").split("\n")[0])
     p.add_argument("--profile", default="small")
     p.add_argument("--config")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. --set llm.cpt.epochs=2 (repeatable)")
+    p.add_argument("--seed", type=int)
     p.add_argument("--jobs", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--deepspeed", help="DeepSpeed JSON config (training/configs/zero2.json or zero3.json)")
     p.add_argument("--gradient-checkpointing", action="store_true")
-    p.add_argument("--local_rank", type=int, default=-1, help=argparse.SUPPRESS)
+    p.add_argument("--local_rank", "--local-rank", type=int, default=-1, help=argparse.SUPPRESS)
     return p
+
+
+def config_from_args(a: argparse.Namespace) -> LarrConfig:
+    """The resolved config of a stage entry point: profile < --config < --set < --seed, as in the CLI."""
+    return load_config(a.profile, a.config, a.overrides, a.seed)

@@ -13,9 +13,11 @@ on the test day), travelling users (out of area) and the rest, with the simulato
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
+import shutil
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,15 +30,17 @@ import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
-from larr.config import CtrConfig, LarrConfig, load_config
+from larr.config import CtrConfig, LarrConfig, config_to_dict, load_config
 from larr.ctr.columns import CtrColumns, ctr_columns
 from larr.ctr.data import CtrStream, Preprocessor, SceneTable, id_dropout, split_files
 from larr.ctr.gauc import gauc
 from larr.ctr.models import CtrModel, ctr_ctcvr_loss
 from larr.ctr.p5 import P5Classifier, SceneTexts
+from larr.llm.contrastive import global_mean_weight
 from larr.metrics import auc
 from larr.spec import Spec, load_spec, window_of
 from training.common import seed_everything
+from training.distributed import all_sum, barrier, broadcast_object, current, init_distributed, local_batch
 
 log = logging.getLogger("larr.ctr")
 SLICES = ("all", "new_pois", "travellers", "rest")  # the food world's slices (the spec names them: slice_names)
@@ -184,12 +188,13 @@ class CtrData:
 
 def _predict(model: CtrModel, batches: Iterable[dict[str, torch.Tensor]]) -> tuple[np.ndarray, np.ndarray]:
     model.eval()
+    device = next(model.parameters()).device
     p_ctr, p_ctcvr = [], []
     with torch.inference_mode():
         for batch in batches:
-            o = model(batch)
-            p_ctr.append(o["p_ctr"].numpy())
-            p_ctcvr.append(o["p_ctcvr"].numpy())
+            o = model({k: v.to(device) for k, v in batch.items()})
+            p_ctr.append(o["p_ctr"].cpu().numpy())
+            p_ctcvr.append(o["p_ctcvr"].cpu().numpy())
     return np.concatenate(p_ctr), np.concatenate(p_ctcvr)
 
 
@@ -215,60 +220,163 @@ def build_model(kind: str, cfg: CtrConfig, prep: Preprocessor, scene: SceneTable
 
 
 def run_ctr(cfg: CtrConfig, kind: str, d: CtrData, seed: int, features: Path | None = None,
-            progress: bool = True, save: Path | None = None) -> dict[str, Any]:
+            progress: bool = True, save: Path | None = None, checkpoint: Path | None = None) -> dict[str, Any]:
     """Train one id/feature model (``ple``, ``larr``, ``noal``, ``wdl``, ``deepfm``) and evaluate it.
 
     Returns metrics per slice, the training history (loss per step, alignment loss per step, validation-day
     AUC per epoch), wall time and training samples/s.  With ``save`` the model artefact is written there:
     ``model.pt`` (state dict), ``preprocessor.json`` (vocabularies, numeric statistics) and ``model.json``
-    (kind, config, scene table) -- what a scorer needs to rebuild the model without the training data."""
+    (kind, config, scene table) -- what a scorer needs to rebuild the model without the training data.
+
+    One process or one of W (``torchrun``): under W the model is wrapped in DDP and each process streams its
+    slice of every global batch of ``ctr.batch_size`` rows (:class:`~larr.ctr.data.CtrStream`); the loss is
+    weighted by the process's share of the batch and the alignment loss gathers its negatives from every
+    process, so the steps are those of one process on the whole batch (id dropout included; sampled
+    alignment negatives, ``align_negatives > 0``, are drawn within each process's slice).  Rank 0 alone
+    evaluates and saves; every rank returns rank 0's result.  With ``checkpoint`` a folder receives the
+    model, optimizer and random state after each epoch, and a run with the same settings resumes from the
+    newest on any number of processes."""
+    dd = init_distributed()
     seed_everything(seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    local_batch(cfg.batch_size, dd.world, "ctr.batch_size")
     scene = d.scene(features or d.features_root / "features") if kind in ("larr", "noal") else None
-    model = build_model(kind, cfg, d.prep, scene, d.cols, d.spec.has_conversion)
+    model = build_model(kind, cfg, d.prep, scene, d.cols, d.spec.has_conversion).to(dd.device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    stream = d.stream(d.train_files, scene, cfg.batch_size, shuffle=True, seed=seed, shuffle_buffer=cfg.shuffle_buffer)
+    stream = d.stream(d.train_files, scene, cfg.batch_size, shuffle=True, seed=seed, shuffle_buffer=cfg.shuffle_buffer,
+                      rank=dd.rank, world=dd.world)
     history: dict[str, list] = {"loss": [], "align": [], "valid": []}
     id_cols = [d.cols.user_col, d.cols.item_col]
-    seen, train_seconds = 0, 0.0
-    for epoch in range(cfg.epochs):
+    seen, train_seconds, first_epoch = 0, 0.0, 0
+    fingerprint = _ctr_fingerprint(cfg, kind, d, seed, features if scene is not None else None)
+    found = broadcast_object(_newest_epoch(checkpoint, fingerprint) if dd.main and checkpoint else None)
+    if found:
+        state = torch.load(found, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        first_epoch, history, seen, train_seconds = state["epoch"], state["history"], state["seen"], state["seconds"]
+        stream.epoch = first_epoch  # the stream's shuffle is seeded by seed + epoch
+        log.info("%s seed %d: resuming after epoch %d from %s (%d process(es))", kind, seed, first_epoch, found,
+                 dd.world)
+    net: torch.nn.Module = model
+    if dd.distributed:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[dd.local_rank] if dd.device.type == "cuda" else None)
+    for epoch in range(first_epoch, cfg.epochs):
         model.train()
         t0 = time.perf_counter()
         for batch in tqdm(stream, desc=f"{kind} seed {seed} epoch {epoch + 1}/{cfg.epochs}", unit="batch",
-                          disable=None if progress else True, leave=False):
-            batch["cat"] = id_dropout(batch["cat"], id_cols, cfg.id_dropout)
-            out = model(batch)
+                          disable=None if progress and dd.main else True, leave=False):
+            global_rows = int(batch.pop("global_rows", len(batch["click"])))
+            offset = int(batch.pop("offset", 0))
+            batch = {k: v.to(dd.device) for k, v in batch.items()}
+            batch["cat"] = id_dropout(batch["cat"].cpu(), id_cols, cfg.id_dropout,
+                                      global_rows if dd.distributed else None, offset).to(dd.device)
+            out = net(batch)
             loss = model.loss(batch, out)
+            share = global_mean_weight(len(batch["click"]), global_rows)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if dd.distributed:
+                (loss * share).backward()  # DDP averages over processes: weight by this process's share
+            else:
+                loss.backward()
             opt.step()
-            seen += len(batch["click"])
-            history["loss"].append(round(float(loss.detach()), 5))
+            seen += global_rows
+            values = [float(loss.detach())] + ([float(out["align"].detach())] if "align" in out else [])
+            if dd.distributed:  # the global batch's mean: local means weighted by local rows, summed
+                values = [v / global_rows for v in all_sum([v * len(batch["click"]) for v in values], dd.device)]
+            history["loss"].append(round(values[0], 5))
             if "align" in out:
-                history["align"].append(round(float(out["align"].detach()), 5))
+                history["align"].append(round(values[1], 5))
         train_seconds += time.perf_counter() - t0
-        pv_ctr, pv_ctcvr = _predict(model, d.eval_batches("valid", scene, cfg.eval_batch_size))
-        history["valid"].append({"epoch": epoch + 1, "ctr_auc": auc(d.valid["click"].to_numpy(), pv_ctr),
-                                 "ctcvr_auc": auc(d.valid["order"].to_numpy(), pv_ctcvr)
-                                 if d.spec.has_conversion else float("nan")})
-        log.info("%s seed %d epoch %d: valid CTR AUC %.4f", kind, seed, epoch + 1, history["valid"][-1]["ctr_auc"])
-    t0 = time.perf_counter()
-    p_ctr, p_ctcvr = _predict(model, d.eval_batches("test", scene, cfg.eval_batch_size))
-    test_seconds = time.perf_counter() - t0
-    if save is not None:
-        save.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), save / "model.pt")
-        d.prep.save(save / "preprocessor.json")
-        (save / "model.json").write_text(json.dumps({"kind": kind, "seed": seed, "ctr": cfg.model_dump(),
-                                                     "spec": d.spec.source, "categorical": d.prep.categorical_columns,
-                                                     "numeric": d.prep.numeric_columns,
-                                                     "scene_table": str(features) if scene else None}, indent=2))
-    return {"kind": kind, "seed": seed, "features": str(features) if scene is not None else None,
-            "metrics": d.evaluate(p_ctr, p_ctcvr), "history": history,
-            "train_seconds": train_seconds, "train_samples_per_second": seen / max(train_seconds, 1e-9),
-            "test_rows_per_second": len(d.test) / max(test_seconds, 1e-9),
-            "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+        if dd.main:
+            pv_ctr, pv_ctcvr = _predict(model, d.eval_batches("valid", scene, cfg.eval_batch_size))
+            history["valid"].append({"epoch": epoch + 1, "ctr_auc": auc(d.valid["click"].to_numpy(), pv_ctr),
+                                     "ctcvr_auc": auc(d.valid["order"].to_numpy(), pv_ctcvr)
+                                     if d.spec.has_conversion else float("nan")})
+            log.info("%s seed %d epoch %d: valid CTR AUC %.4f", kind, seed, epoch + 1,
+                     history["valid"][-1]["ctr_auc"])
+            if checkpoint is not None:
+                _save_epoch(checkpoint, epoch + 1, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                                    "rng": torch.get_rng_state(), "epoch": epoch + 1,
+                                                    "history": history, "seen": seen, "seconds": train_seconds,
+                                                    "fingerprint": fingerprint})
+        barrier()
+    result: dict[str, Any] = {}
+    if dd.main:
+        t0 = time.perf_counter()
+        p_ctr, p_ctcvr = _predict(model, d.eval_batches("test", scene, cfg.eval_batch_size))
+        test_seconds = time.perf_counter() - t0
+        if save is not None:
+            save.mkdir(parents=True, exist_ok=True)
+            torch.save({k: v.cpu() for k, v in model.state_dict().items()}, save / "model.pt")
+            d.prep.save(save / "preprocessor.json")
+            (save / "model.json").write_text(json.dumps({"kind": kind, "seed": seed, "ctr": cfg.model_dump(),
+                                                         "spec": d.spec.source,
+                                                         "categorical": d.prep.categorical_columns,
+                                                         "numeric": d.prep.numeric_columns,
+                                                         "scene_table": str(features) if scene else None}, indent=2))
+        result = {"kind": kind, "seed": seed, "features": str(features) if scene is not None else None,
+                  "metrics": d.evaluate(p_ctr, p_ctcvr), "history": history,
+                  "train_seconds": train_seconds, "train_samples_per_second": seen / max(train_seconds, 1e-9),
+                  "test_rows_per_second": len(d.test) / max(test_seconds, 1e-9),
+                  "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+                  "processes": dd.world}
+    return broadcast_object(result)
+
+
+def _ctr_fingerprint(cfg: CtrConfig, kind: str, d: CtrData, seed: int, features: Path | None) -> str:
+    """What an epoch checkpoint must match to be resumed (not ``epochs``: a finished run may be extended,
+    and not the number of processes)."""
+    h = hashlib.sha256(json.dumps({"cfg": cfg.model_dump(exclude={"epochs", "threads", "eval_batch_size"}),
+                                   "kind": kind, "seed": seed, "features": str(features),
+                                   "train": [f"{f}:{f.stat().st_size}" for f in d.train_files]},
+                                  sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def _newest_epoch(folder: Path, fingerprint: str) -> str | None:
+    for f in sorted(folder.glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]), reverse=True):
+        if torch.load(f, map_location="cpu", weights_only=False).get("fingerprint") == fingerprint:
+            return str(f)
+        log.warning("ignoring CTR checkpoint %s: it belongs to another run (config, data or seed changed)", f)
+    return None
+
+
+def _save_epoch(folder: Path, epoch: int, state: dict[str, Any]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f"epoch-{epoch}.pt.tmp"
+    torch.save(state, tmp)
+    tmp.replace(folder / f"epoch-{epoch}.pt")
+    for old in folder.glob("epoch-*.pt"):
+        if int(old.stem.split("-")[1]) < epoch:
+            old.unlink()
+
+
+def train_candidate(cfg: LarrConfig, kind: str, data: Path, out: Path, jobs: Path | None = None,
+                    features: Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """``larr ctr train``: one model on the spec's split, saved as a registry candidate -- ``OUT/model.pt``,
+    ``preprocessor.json``, ``model.json``, ``metrics.json`` (validation-day and test-day AUC) and
+    ``config.json``.  The same in-process and under ``launch.ctr`` (torchrun), where rank 0 writes.  Epoch
+    checkpoints live in ``OUT/checkpoints`` while it trains (a re-run resumes) and are removed once the
+    candidate is complete, so the folder holds only what a scorer needs."""
+    d = CtrData.load(data, samples=jobs / "ctr_samples" if jobs else None, spec=load_spec(cfg.spec))
+    features = features or data / "features"
+    r = run_ctr(cfg.ctr, kind, d, cfg.seed, features, progress=progress, save=out, checkpoint=out / "checkpoints")
+    valid = r["history"]["valid"][-1]
+    metrics = {"kind": kind, "seed": cfg.seed, "valid_days": d.window["valid_days"],
+               "test_days": d.window["test_days"], "valid_ctr_auc": valid["ctr_auc"],
+               "valid_ctcvr_auc": valid["ctcvr_auc"], "test": r["metrics"], "history": r["history"],
+               "train_samples_per_second": r["train_samples_per_second"], "parameters": r["parameters"],
+               "processes": r["processes"], "global_batch": cfg.ctr.batch_size}
+    if current().main:
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        (out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2) + "\n")
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    barrier()
+    return metrics
 
 
 def _sample_train(d: CtrData, n: int, seed: int) -> pd.DataFrame:
@@ -343,27 +451,48 @@ def run_p5(cfg: LarrConfig, d: CtrData, seed: int, llm: Path, jobs: Path | None 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Train one CTR model kind and evaluate it on the test day "
-                                             "(the whole comparison: `larr experiment paper`).")
+                                             "(the whole comparison: `larr experiment paper`). Runs as one "
+                                             "process or under torchrun (`torchrun --nproc_per_node N -m "
+                                             "training.ctr ...`), the global batch being ctr.batch_size.")
     ap.add_argument("--kind", default="larr", choices=["ple", "larr", "noal", "wdl", "deepfm", "p5"])
     ap.add_argument("--profile", default="small")
+    ap.add_argument("--config", help="YAML file whose keys override the profile")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="config override, e.g. --set ctr.epochs=1")
     ap.add_argument("--data", default="data/small", help="world folder (jobs/ and features/ inside)")
+    ap.add_argument("--jobs", help="Spark job outputs (default DATA/jobs)")
     ap.add_argument("--features", help="folder with scene_value_embeddings.parquet (default DATA/features)")
     ap.add_argument("--llm", default="runs/small/llm", help="LLM run folder (P5 fine-tunes its backbone)")
     ap.add_argument("--out", default="runs/small/ctr")
-    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--seed", type=int, help="random seed (default: the config's)")
     ap.add_argument("--save", help="write the model artefact (weights, preprocessor, config) to this folder")
+    ap.add_argument("--candidate", help="write a registry candidate to this folder instead (what `larr ctr "
+                                        "train --out DIR` writes: artefact, metrics.json, config.json)")
+    ap.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    ap.add_argument("--local_rank", "--local-rank", type=int, default=-1, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = load_config(a.profile, overrides=a.overrides, seed=a.seed)
-    d = CtrData.load(Path(a.data), spec=load_spec(cfg.spec))
-    r = run_p5(cfg, d, a.seed, Path(a.llm)) if a.kind == "p5" else \
-        run_ctr(cfg.ctr, a.kind, d, a.seed, Path(a.features) if a.features else None,
+    cfg = load_config(a.profile, a.config, overrides=a.overrides, seed=a.seed)
+    jobs = Path(a.jobs) if a.jobs else None
+    if a.candidate:
+        if a.kind == "p5":
+            raise SystemExit("--candidate: the P5 baseline is not a registry candidate")
+        out = Path(a.candidate)
+        m = train_candidate(cfg, a.kind, Path(a.data), out, jobs, Path(a.features) if a.features else None,
+                            progress=not a.quiet)
+        if current().main:
+            print(f"{a.kind}: validation CTR AUC {m['valid_ctr_auc']:.4f}, test CTR AUC "
+                  f"{m['test']['all']['ctr_auc']:.4f} ({m['processes']} process(es)); artefact and metrics in {out}")
+        return 0
+    d = CtrData.load(Path(a.data), samples=jobs / "ctr_samples" if jobs else None, spec=load_spec(cfg.spec))
+    r = run_p5(cfg, d, cfg.seed, Path(a.llm)) if a.kind == "p5" else \
+        run_ctr(cfg.ctr, a.kind, d, cfg.seed, Path(a.features) if a.features else None, progress=not a.quiet,
                 save=Path(a.save) if a.save else None)
+    if not current().main:
+        return 0
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{a.kind}_seed{a.seed}.json").write_text(json.dumps(r, indent=2) + "\n")
+    (out / f"{a.kind}_seed{cfg.seed}.json").write_text(json.dumps(r, indent=2) + "\n")
     for name, m in r["metrics"].items():
         print(f"{a.kind:<7} {name:<11} n={m['rows']:>6} CTR AUC {m['ctr_auc']:.4f} (oracle {m['oracle_ctr_auc']:.4f}) "
               f"CTCVR AUC {m['ctcvr_auc']:.4f} (oracle {m['oracle_ctcvr_auc']:.4f}) CTR GAUC {m['ctr_gauc']:.4f}")

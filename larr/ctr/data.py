@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
@@ -141,18 +142,25 @@ class SceneTable:
         return idx.reshape(keys.shape)
 
 
-def id_dropout(cat: torch.Tensor, cols: list[int], p: float) -> torch.Tensor:
+def id_dropout(cat: torch.Tensor, cols: list[int], p: float, global_rows: int | None = None,
+               offset: int = 0) -> torch.Tensor:
     """Training-time id dropout: each id in ``cols`` becomes OOV with probability ``p``.
 
     Without it the OOV row of an id table is never trained (no training id is unseen), so every model meets
     a random vector for a POI or user first seen on the test day.  With it the OOV row learns "an unknown
     id" and the rest of the model learns to rely on what else it knows about the impression -- for LARR the
-    semantic scene vector.  Padding is left alone."""
+    semantic scene vector.  Padding is left alone.
+
+    Under several processes ``cat`` is this process's rows ``[offset, offset + n)`` of a global batch of
+    ``global_rows``: every process draws the whole global batch's coins from the same seeded generator and
+    keeps its own, so a row is dropped exactly when one process training on the whole batch drops it."""
     if p <= 0:
         return cat
     cat = cat.clone()
+    n = cat.shape[0]
     for c in cols:
-        drop = (torch.rand(cat.shape[0]) < p) & (cat[:, c] != PAD)
+        coins = torch.rand(global_rows if global_rows is not None else n)[offset:offset + n]
+        drop = (coins < p) & (cat[:, c] != PAD)
         cat[drop, c] = OOV
     return cat
 
@@ -165,16 +173,27 @@ class CtrStream(torch.utils.data.IterableDataset):
     batches (the classic streaming shuffle), so a batch is close to a uniform sample -- which matters doubly
     for the alignment loss, whose negatives are the other samples of the batch.  Memory is bounded by the
     buffer, not the data.
+
+    Sharded (``world > 1``, one stream per training process): every process reads the same files in the same
+    seeded order and builds the same global batches of ``batch_size`` rows, then keeps only its contiguous
+    slice of each (sizes differ by at most one row) -- so W processes see, between them, exactly the rows and
+    batches one process sees.  Rows are held raw in the buffer and only this process's rows are preprocessed,
+    so the per-row cost (vocabulary lookups, scaling, scene keys) is split W ways; each batch also carries
+    ``global_rows`` and ``offset`` (its place in the global batch) for the loss normalisation and id dropout.
     """
 
     def __init__(self, files: list[Path], prep: Preprocessor, scene: SceneTable | None, batch_size: int = 2400,
                  shuffle: bool = False, seed: int = 0, shuffle_buffer: int = 200_000,
-                 labels: tuple[str, ...] = ("click", "order"), user_key: str = "user_id"):
+                 labels: tuple[str, ...] = ("click", "order"), user_key: str = "user_id", rank: int = 0,
+                 world: int = 1):
         super().__init__()
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} is not one of {world} processes")
         self.files, self.prep, self.scene = list(files), prep, scene
         self.labels, self.user_key = labels, user_key
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.shuffle_buffer = max(shuffle_buffer, batch_size) if shuffle else 0
+        self.rank, self.world = rank, world
         self.epoch = 0
 
     def _arrays(self, df: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -187,38 +206,70 @@ class CtrStream(torch.utils.data.IterableDataset):
             out["scene_rows"] = self.scene.rows(np.stack(df["scene_keys"].to_numpy()).astype(np.int64))
         return out
 
+    def _columns(self) -> list[str]:
+        return list(dict.fromkeys([*self.prep.categorical_columns, *self.prep.numeric_columns, *self.labels,
+                                   self.user_key])) + (["scene_keys"] if self.scene is not None else [])
+
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         rng = np.random.default_rng(self.seed + self.epoch)
         self.epoch += 1
         files = list(self.files)
         if self.shuffle:
             rng.shuffle(files)
-        cols = list(dict.fromkeys([*self.prep.categorical_columns, *self.prep.numeric_columns, *self.labels,
-                                   self.user_key])) + (["scene_keys"] if self.scene is not None else [])
-        buffer: list[dict[str, np.ndarray]] = []
+        cols = self._columns()
+        record_rows = max(self.batch_size, 8192)
+        if not self.shuffle:
+            for f in files:
+                for batch in pq.ParquetFile(f).iter_batches(columns=cols, batch_size=record_rows):
+                    yield from self._emit(pa.Table.from_batches([batch]), final=True)
+            return
+        buffer: list[pa.Table] = []
         held = 0
         for f in files:
-            for batch in pq.ParquetFile(f).iter_batches(columns=cols, batch_size=max(self.batch_size, 8192)):
-                arrays = self._arrays(batch.to_pandas())
-                if not self.shuffle:
-                    yield from _slices(arrays, self.batch_size)
-                    continue
-                buffer.append(arrays)
-                held += len(arrays["click"])
+            for batch in pq.ParquetFile(f).iter_batches(columns=cols, batch_size=record_rows):
+                buffer.append(pa.Table.from_batches([batch]))
+                held += batch.num_rows
                 if held >= self.shuffle_buffer:
                     merged = _permuted(buffer, rng)
-                    n_full = len(merged["click"]) // self.batch_size * self.batch_size
-                    yield from _slices({k: v[:n_full] for k, v in merged.items()}, self.batch_size)
-                    buffer = [{k: v[n_full:] for k, v in merged.items()}]
-                    held = len(buffer[0]["click"])
-        if self.shuffle and held:
-            yield from _slices(_permuted(buffer, rng), self.batch_size)
+                    n_full = merged.num_rows // self.batch_size * self.batch_size
+                    yield from self._emit(merged.slice(0, n_full), final=False)
+                    buffer = [merged.slice(n_full)]
+                    held = buffer[0].num_rows
+        if held:
+            yield from self._emit(_permuted(buffer, rng), final=True)
+
+    def _emit(self, rows: pa.Table, final: bool) -> Iterator[dict[str, torch.Tensor]]:
+        """Cut ``rows`` into global batches (the last may be short only when ``final``), keep this process's
+        slice of each, preprocess those rows in one call and yield them batch by batch."""
+        n = rows.num_rows
+        starts = list(range(0, n, self.batch_size))
+        if self.world == 1:
+            yield from _slices(self._arrays(rows.to_pandas()), self.batch_size)
+            return
+        mine: list[np.ndarray] = []
+        meta: list[tuple[int, int, int]] = []  # (global rows, offset, local rows)
+        for s in starts:
+            g = min(self.batch_size, n - s)
+            base, extra = divmod(g, self.world)
+            offset = self.rank * base + min(self.rank, extra)
+            local = base + (1 if self.rank < extra else 0)
+            mine.append(np.arange(s + offset, s + offset + local))
+            meta.append((g, offset, local))
+        arrays = self._arrays(rows.take(pa.array(np.concatenate(mine) if mine else np.zeros(0, np.int64)))
+                              .to_pandas())
+        at = 0
+        for g, offset, local in meta:
+            out = {k: torch.from_numpy(np.ascontiguousarray(v[at:at + local])) for k, v in arrays.items()}
+            out["global_rows"] = torch.tensor(g)
+            out["offset"] = torch.tensor(offset)
+            at += local
+            yield out
 
 
-def _permuted(parts: list[dict[str, np.ndarray]], rng: np.random.Generator) -> dict[str, np.ndarray]:
-    merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    order = rng.permutation(len(merged["click"]))
-    return {k: v[order] for k, v in merged.items()}
+def _permuted(parts: list[pa.Table], rng: np.random.Generator) -> pa.Table:
+    merged = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+    order = rng.permutation(merged.num_rows)
+    return merged.take(pa.array(order))
 
 
 def _slices(arrays: dict[str, np.ndarray], batch_size: int) -> Iterator[dict[str, torch.Tensor]]:

@@ -6,32 +6,86 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
 
-def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """All-gather along the batch dimension keeping the local slice differentiable (no-op when not distributed)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return x
-    from torch.distributed.nn.functional import all_gather
+class _GatherRows(torch.autograd.Function):
+    """All-gather along dim 0 keeping every rank's slice differentiable.
 
-    return torch.cat(all_gather(x), dim=0)
+    Backward: rank r's slice receives the sum over all ranks of the gradient flowing into it (an all-reduce of
+    the gathered gradient, then r's slice), because every rank's loss uses rank r's rows as negatives.  Only
+    public collectives, so gloo (CPU) and nccl (GPU) behave the same."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x.contiguous())
+        ctx.rank, ctx.rows = dist.get_rank(), x.shape[0]
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows]
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Rows of ``x`` from every process, in rank order, differentiable, and the offset of this process's first
+    row among them.  Processes may hold different row counts (the short last batch of a plan is split as
+    evenly as it goes): rows are padded to the widest for the collective and the padding dropped after.
+    Outside a process group: ``(x, 0)``."""
+    if not _distributed():
+        return x, 0
+    world, rank = dist.get_world_size(), dist.get_rank()
+    size = torch.tensor([x.shape[0]], device=x.device)
+    sizes_t = [torch.zeros_like(size) for _ in range(world)]
+    dist.all_gather(sizes_t, size)
+    sizes = [int(s.item()) for s in sizes_t]
+    widest = max(sizes)
+    padded = F.pad(x, (0, 0, 0, widest - x.shape[0])) if x.shape[0] < widest else x
+    gathered = _GatherRows.apply(padded)
+    rows = torch.cat([gathered[q * widest:q * widest + sizes[q]] for q in range(world)], dim=0)
+    return rows, sum(sizes[:rank])
 
 
 def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
     """Symmetric InfoNCE: row i of ``a`` matches row i of ``b``; every other row is a negative.
 
-    loss = (CE(a b^T / t, diag) + CE(b a^T / t, diag)) / 2, with negatives from all processes.
+    loss = (CE(a b^T / t, diag) + CE(b a^T / t, diag)) / 2, the mean over this process's rows.  Under a
+    process group the negatives are the rows of *every* process (gathered with gradient), and this
+    process's own positives sit on the diagonal of its block: its row i is row ``offset + i`` of the gathered
+    matrix.  For the loss of the whole global batch, weight each process's mean by its share of the rows
+    (:func:`global_mean_weight`).  A process with no rows (a last batch smaller than the world) returns a
+    zero that still joins the collectives and backward.
     """
-    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-    all_a, all_b = gather_with_grad(a), gather_with_grad(b)
-    labels = torch.arange(a.shape[0], device=a.device) + rank * a.shape[0]
+    all_a, offset = gather_with_grad(a)
+    all_b, _ = gather_with_grad(b)
+    if a.shape[0] == 0:
+        return (all_a.sum() + all_b.sum()) * 0.0
+    labels = torch.arange(a.shape[0], device=a.device) + offset
     logits_ab = a @ all_b.T / temperature
     logits_ba = b @ all_a.T / temperature
     return (F.cross_entropy(logits_ab, labels) + F.cross_entropy(logits_ba, labels)) / 2
+
+
+def global_mean_weight(local_rows: int, global_rows: int) -> float:
+    """Factor that turns this process's mean loss into its part of the global-batch mean, *for gradients
+    averaged over processes* (DDP, DeepSpeed, :func:`training.distributed.average_gradients`): local mean x
+    local rows / global rows x world.  Summed over processes and divided by the world it is the mean over
+    the global batch, so W processes take the step one process takes on the whole batch.  1 outside a
+    process group."""
+    if not _distributed():
+        return 1.0
+    return local_rows * dist.get_world_size() / max(global_rows, 1)
 
 
 def kind_batches(kinds: Sequence[str], batch_size: int, seed: int, epoch: int) -> list[tuple[str, list[int]]]:
