@@ -120,13 +120,15 @@ def _duplicate_key(world: Path) -> None:
 def _null(world: Path) -> None:
     t = SPEC.tables[SPEC.user.table]
     col = next(c for c, s in t.columns.items() if not s.nullable and s.type == "string")
-    edit(world / f"{SPEC.user.table}.parquet", lambda df: df.assign(**{col: df[col].where(np.arange(len(df)) >= 2)}))
+    edit(world / f"{SPEC.user.table}.parquet",
+         lambda df: df.assign(**{col: df[col].where(np.arange(len(df)) >= 2)}))
 
 
 def _wrong_type(world: Path) -> None:
     t = SPEC.tables[SPEC.item.table]
     col = next(c for c, s in t.columns.items() if s.type == "int" and c != SPEC.item_key)
-    edit(world / f"{SPEC.item.table}.parquet", lambda df: df.assign(**{col: df[col].astype(str)}), keep_schema=False)
+    edit(world / f"{SPEC.item.table}.parquet", lambda df: df.assign(**{col: df[col].astype(str)}),
+         keep_schema=False)
 
 
 def _root_table() -> str:
@@ -152,7 +154,8 @@ def _null_column() -> str:
 
 
 def _int_item_column() -> str:
-    return next(c for c, s in SPEC.tables[SPEC.item.table].columns.items() if s.type == "int" and c != SPEC.item_key)
+    cols = SPEC.tables[SPEC.item.table].columns
+    return next(c for c, s in cols.items() if s.type == "int" and c != SPEC.item_key)
 
 
 # corruption -> (validate: table, column, rule), (GE: batch, expectation, column)
@@ -378,8 +381,9 @@ def test_online_suite_names_a_stale_key(online_repo: Path, tiny_world: Path, tmp
     file = tmp_path / f"{rt.view}.parquet"
     cut.to_parquet(file, index=False)
     result = check("online", file, CFG, out=tmp_path / "q")
-    assert failed(result) and all(r.expectation == "expect_column_values_to_be_between"
-                                  and r.column.endswith("_ts.lag_minutes") for r in result.failures), result.summary()
+    assert failed(result), result.summary()
+    assert all(r.expectation == "expect_column_values_to_be_between" and r.column.endswith("_ts.lag_minutes")
+               for r in result.failures), result.summary()
     assert all(f"{rt.key}={stale}" in r.observed for r in result.failures)
     # through Feast: the stale state written into the online store is caught the same way
     store = fsx.store(online_repo)

@@ -28,6 +28,7 @@ This package's import is light (no GE): the CLI's ``--help`` reads :data:`SUITES
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     from larr.quality.gx import SuiteResult
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # before anything imports great_expectations
+# GE logs its own import and every metric at INFO; a gate's log should hold the summary, not that
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 DEFAULT_OUT = Path("runs/quality")
 

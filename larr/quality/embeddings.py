@@ -50,7 +50,8 @@ def batches(path: Path, cfg: LarrConfig, spec: Spec, inputs: Inputs) -> list[Bat
     features = Path(path)
     stems = tables(spec)
     if not features.is_dir() or not any((features / f"{s}.parquet").exists() for s in stems):
-        raise FileNotFoundError(f"embeddings suite: {features} holds none of {', '.join(f'{s}.parquet' for s in stems)} "
+        names = ", ".join(f"{s}.parquet" for s in stems)
+        raise FileNotFoundError(f"embeddings suite: {features} holds none of {names} "
                                 "(PATH is the Feast offline data folder `larr embed --features` wrote)")
     vocab_dir = _vocab_dir(features, inputs.vocab)
     out: list[Batch] = []
@@ -70,7 +71,8 @@ def batches(path: Path, cfg: LarrConfig, spec: Spec, inputs: Inputs) -> list[Bat
         gxe.ExpectTableRowCountToBeBetween(min_value=1, notes="the scene vocabulary is not empty"),
         gxe.ExpectColumnValuesToBeInSet(
             column="key.has_vector", value_set=[True], mostly=cfg.quality.min_vocab_coverage,
-            meta={"bound": f"True for >= {cfg.quality.min_vocab_coverage:.4g} of keys (quality.min_vocab_coverage)"},
+            meta={"bound": f"True for >= {cfg.quality.min_vocab_coverage:.4g} of keys "
+                           "(quality.min_vocab_coverage)"},
             notes="share of the scene vocabulary's keys that have a scene-value vector; a key without one is the "
                   "zero vector to the CTR model"),
     ], f"{VOCAB}/{part.name} ({vocab_dir}): {int(vocab['key.has_vector'].sum()):,} of {len(vocab):,} keys have a "

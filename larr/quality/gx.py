@@ -38,15 +38,16 @@ import numpy as np
 import pandas as pd
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no usage statistics leave the machine
+logging.getLogger("great_expectations").setLevel(logging.WARNING)  # its import and metrics log at INFO
 
 import great_expectations as gx  # noqa: E402  (after the analytics switch)
+import great_expectations.data_context.data_context_variables as _gx_variables  # noqa: E402
 from great_expectations.checkpoint import UpdateDataDocsAction  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 from great_expectations.expectations.expectation import Expectation  # noqa: E402
 
 log = logging.getLogger("larr.quality")
-for _name in ("great_expectations", "great_expectations.core", "great_expectations.data_context"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
+logging.getLogger(_gx_variables.__file__).setLevel(logging.WARNING)  # this GE module logs under its file path
 
 DATASOURCE = "larr"
 BATCH_DEFINITION = "whole"
@@ -123,7 +124,7 @@ class SuiteResult:
 def table(rows: Sequence[Row]) -> list[str]:
     """Rows as fixed-width text lines (status, batch, expectation, column, observed, bound)."""
     head = ("", "batch", "expectation", "column", "observed", "bound")
-    body = [("ok" if r.success else "FAIL", r.batch, r.expectation, r.column, _cut(r.observed, 70),
+    body = [("ok" if r.success else "FAIL", r.batch, r.expectation, r.column, _cut(r.observed, 160),
              _cut(r.bound, 50)) for r in rows]
     widths = [max(len(x[i]) for x in (head, *body)) for i in range(len(head))]
     return ["  ".join(c.ljust(w) for c, w in zip(x, widths, strict=True)).rstrip() for x in (head, *body)]
@@ -141,8 +142,10 @@ def run_suite(suite: str, batches: Sequence[Batch], out: str | Path, inputs: dic
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="file", project_root_dir=str(out))
-    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    context.variables.save()
+    bars = context.variables.progress_bars  # a dict once read back from great_expectations.yml
+    if bars is None or (bars.get("globally", True) if isinstance(bars, dict) else bars.globally):
+        context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        context.variables.save()
     try:
         source = context.data_sources.get(DATASOURCE)
     except (KeyError, ValueError):
@@ -159,7 +162,8 @@ def run_suite(suite: str, batches: Sequence[Batch], out: str | Path, inputs: dic
             definition = asset.get_batch_definition(BATCH_DEFINITION)
         except KeyError:
             definition = asset.add_batch_definition_whole_dataframe(BATCH_DEFINITION)
-        gx_suite = context.suites.add_or_update(gx.ExpectationSuite(name=name, expectations=[copy.copy(e) for e in batch.expectations],
+        expectations = [copy.copy(e) for e in batch.expectations]  # a GE expectation belongs to one suite
+        gx_suite = context.suites.add_or_update(gx.ExpectationSuite(name=name, expectations=expectations,
                                                                     notes=batch.note or None))
         validation = context.validation_definitions.add_or_update(
             gx.ValidationDefinition(name=name, data=definition, suite=gx_suite))
@@ -203,8 +207,8 @@ def _json_default(v: Any) -> Any:
 def _row(suite: str, batch: str, r: Any) -> Row:
     cfg = r.expectation_config
     kw = dict(cfg.kwargs)
-    return Row(suite, batch, cfg.type, _column(kw), _observed(r), (cfg.meta or {}).get("bound") or _bound(cfg.type, kw),
-               bool(r.success))
+    bound = (cfg.meta or {}).get("bound") or _bound(cfg.type, kw)
+    return Row(suite, batch, cfg.type, _column(kw), _observed(r), bound, bool(r.success))
 
 
 def _column(kw: dict[str, Any]) -> str:
@@ -243,6 +247,7 @@ def fmt(v: Any) -> str:
 
 
 def _observed(r: Any) -> str:
+    kw = r.expectation_config.kwargs
     info = r.exception_info or {}
     # one {raised_exception, exception_message} dict, or one per failed metric
     errors = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
@@ -261,23 +266,32 @@ def _observed(r: Any) -> str:
         text = f"{n:,} of {total:,} unexpected"
         if n:
             text += f" ({float(res.get('unexpected_percent') or 0):.3g}%)"
-            examples = _examples(res)
+            examples = _examples(res, kw.get("column"))
             if examples:
                 text += f", e.g. {examples}"
         return text
     return ""
 
 
-def _examples(res: dict[str, Any]) -> str:
-    """Unexpected values; with the keys of their rows when the batch has a named index."""
+def _examples(res: dict[str, Any], column: str | None) -> str:
+    """Unexpected values, after the keys of their rows when the batch has a named index (a derived boolean's
+    value says nothing the expectation does not, so only its keys are shown)."""
     idx = res.get("partial_unexpected_index_list") or []
     vals = res.get("partial_unexpected_list") or []
     if idx and isinstance(idx[0], dict):
         out = []
         for d in idx[:_EXAMPLES]:
-            out.append(" ".join(f"{k}={fmt(v)}" for k, v in d.items()))
+            keys = " ".join(f"{k}={_key(v)}" for k, v in d.items() if k != column)
+            value = d.get(column)
+            out.append(keys if isinstance(value, bool | np.bool_) or column not in d else f"{keys}: {fmt(value)}")
         return "; ".join(out)
     return fmt(vals[:_EXAMPLES]) if vals else ""
+
+
+def _key(v: Any) -> str:
+    """A key as written (ids without thousands separators)."""
+    v = v.item() if isinstance(v, np.generic) else v
+    return str(v) if isinstance(v, int) and not isinstance(v, bool) else fmt(v)
 
 
 def _bound(kind: str, kw: dict[str, Any]) -> str:
