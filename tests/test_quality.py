@@ -201,6 +201,16 @@ def test_raw_suite_and_validate_fail_on_the_same_corruption(name: str, world_cop
     assert by_ge() in failed(result), result.summary()
 
 
+def test_a_sampled_table_keeps_every_offending_row(world_copy: Path, tmp_path: Path) -> None:
+    _conversion_without_click(world_copy)
+    small = CFG.model_copy(update={"quality": CFG.quality.model_copy(update={"max_rows": 1000})})
+    result = check("raw", world_copy, small, out=tmp_path / "q")
+    assert result.batches[LOG] < validate_folder(world_copy, spec=SPEC).rows[LOG]
+    assert any("uniform sample" in n for n in result.notes)
+    assert failed(result) == {(LOG, "expect_column_values_to_be_in_set", f"{CONVERSION}.conversion_implies_click")}
+    assert result.failures[0].observed.startswith("2 of ")
+
+
 def test_raw_suite_checks_the_newest_partition_against_the_run_date(world_copy: Path, tmp_path: Path) -> None:
     end = window_end(world_copy)
     ok = check("raw", world_copy, CFG, inputs=Inputs(run_date=end), out=tmp_path / "q")

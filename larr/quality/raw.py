@@ -14,12 +14,13 @@ batch, so both gates judge the same rows by the same rules (``tests/test_quality
   ``quality.partition_lag_days``.
 
 GE has no expectation for a cross-table or cross-column rule, so each rule is evaluated in pandas by the
-contract's own check and lands in a derived boolean column named ``<column>.<rule>`` (``order.conversion_
-implies_click``, ``user_id.foreign_key``) that an ``expect_column_values_to_be_in_set([True])`` asserts; the
-frame's index is the table key, so a failure names the offending keys.  A table bigger than
-``quality.max_rows`` reaches GE as a uniform sample (each file sampled at the same rate) after the rules ran
-on every row; key uniqueness is then only checked within the sample, and the summary says so.  ``larr
-validate`` remains the exhaustive fast path.
+validator's own check (:func:`larr.validate._check_chunk`) and lands in a derived boolean column named
+``<column>.<rule>`` (``order.conversion_implies_click``, ``user_id.foreign_key``) that an
+``expect_column_values_to_be_in_set([True])`` asserts; the frame's index is the table key, so a failure names
+the offending keys.  A table bigger than ``quality.max_rows`` reaches GE as every row that breaks a contract
+check (by the validator's checks, run on every row) plus a uniform sample of the rest, so no violation is
+sampled away; shares are then of those rows, and the summary says so.  ``larr validate`` remains the
+exhaustive fast path.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from larr.contract import Context, Table, history_label, tables_from_spec
 from larr.quality import Inputs
 from larr.quality.gx import Batch
 from larr.spec import Spec
-from larr.validate import _Gather, _partitions, _read_order, _type_ok, _window_from
+from larr.validate import _check_chunk, _Gather, _key_index, _partitions, _read_order, _type_ok, _window_from
 
 PARTITION = "_partition_date"  # the day of a row's date=YYYY-MM-DD folder (partitioned tables)
 OK = [True]
@@ -78,6 +79,7 @@ def batches(path: Path, cfg: LarrConfig, spec: Spec, inputs: Inputs) -> list[Bat
         chunks: list[pd.DataFrame] = []
         total = 0
         for part in parts:
+            seen: pd.Index | None = None  # keys of the earlier files of this partition
             for f in part.files:
                 df = _read(root, f, table, part.day if table.partitioned else None, schema_rows,
                            table.partitioned)
@@ -86,17 +88,24 @@ def batches(path: Path, cfg: LarrConfig, spec: Spec, inputs: Inputs) -> list[Bat
                     continue
                 total += len(df)
                 ctx.partition_date = part.day
-                _derive(table, df, ctx, skipped)
+                idx = _key_index(df, list(table.key))
+                dup = idx.duplicated(keep=False) | (idx.isin(seen) if seen is not None else False)
+                seen = idx if seen is None else seen.append(idx)
+                offending = _derive(table, df, ctx, np.asarray(dup), skipped)
                 gather.add(df)
                 if table.partitioned:
                     df[PARTITION] = pd.Timestamp(part.day) if part.day is not None else pd.NaT
-                chunks.append(df.sample(frac=rate, random_state=cfg.seed) if rate < 1 else df)
+                if rate < 1:  # every offending row, and a uniform share of the rest
+                    rest = df[~offending].sample(frac=rate, random_state=cfg.seed)
+                    df = pd.concat([df[offending], rest]).sort_index()
+                chunks.append(df)
         ctx.partition_date = None
         if table.name not in ctx.incomplete:
             gather.into(table.name, ctx)
         frame = _frame(table, chunks)
-        note = (f"{table.name}: a uniform sample of {len(frame):,} of {total:,} rows (quality.max_rows); the rules "
-                "ran on every row, key uniqueness only within the sample") if rate < 1 else ""
+        note = (f"{table.name}: {len(frame):,} of {total:,} rows (quality.max_rows): every row that breaks a "
+                "contract check and a uniform sample of the rest; shares are of these rows, key uniqueness "
+                "across files is judged on them") if rate < 1 else ""
         tables[table.name] = Batch(table.name, frame, _expectations(table, frame, spec, cfg, inputs), note)
     out.append(Batch("schema", _schema_frame(schema_rows), _schema_expectations()))
     out += [tables[t.name] for t in contract]  # spec order
@@ -160,29 +169,36 @@ def _short(exc: Exception) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
 
 
-def _derive(table: Table, df: pd.DataFrame, ctx: Context, skipped: dict[str, set[str]]) -> None:
-    """Add the derived boolean columns of foreign keys and row rules (True = fine), computed by the contract's
-    checks on every row of the chunk; a check whose table could not be read completely is skipped."""
-    for col in table.columns:
-        if not col.references:
-            continue
-        ref_table = col.references.split(".")[0]
-        if ref_table in ctx.incomplete:
-            skipped.setdefault(ref_table, set()).add(f"{table.name}.{col.name} [foreign_key]")
-            continue
-        keys = ctx.keys.get(col.references)
-        if keys is not None:
-            s = df[col.name]
-            df[rule_column(col.name, "foreign_key")] = (s.isna() | pd.Series(np.isin(s.to_numpy(), keys),
-                                                                             index=df.index)).to_numpy()
-    for rule in table.rules:
-        blocked = [n for n in rule.needs if n in ctx.incomplete]
-        if blocked:
-            for n in blocked:
-                skipped.setdefault(n, set()).add(f"{table.name}.{rule.column} [{rule.name}]")
-            continue
-        if all(c in df.columns for c in (rule.column, *rule.example_columns)):
-            df[rule_column(rule.column, rule.name)] = ~np.asarray(rule.check(df, ctx), dtype=bool)
+def _derive(table: Table, df: pd.DataFrame, ctx: Context, dup: np.ndarray,
+            skipped: dict[str, set[str]]) -> np.ndarray:
+    """Run the validator's own checks on the chunk (:func:`larr.validate._check_chunk`), add the derived
+    boolean columns of foreign keys and row rules (True = fine), and return the mask of rows that break any
+    check (kept whole when the table is sampled).  A check whose table could not be read completely is
+    skipped, as the validator skips it."""
+    masks = _Masks()
+    _check_chunk(table, df, ctx, masks, dup, skipped)
+    offending = np.zeros(len(df), dtype=bool)
+    derived = {"foreign_key"} | {r.name for r in table.rules}
+    for (column, rule), mask in masks.found.items():
+        offending |= mask
+        if rule in derived:
+            df[rule_column(column, rule)] = ~mask
+    return offending
+
+
+class _Masks:
+    """Stands in for the validator's collector: keeps the mask of offending rows of every check it runs."""
+
+    def __init__(self) -> None:
+        self.found: dict[tuple[str, str], np.ndarray] = {}
+
+    def add(self, column: str, rule: str, description: str, fix: str, df: pd.DataFrame | None,
+            mask: np.ndarray | None, example_cols: tuple[str, ...] = (), count: int | None = None,
+            examples: list[dict[str, Any]] | None = None) -> None:
+        if mask is not None:
+            prev = self.found.get((column, rule))
+            m = np.asarray(mask, dtype=bool)
+            self.found[(column, rule)] = m if prev is None else prev | m
 
 
 def _frame(table: Table, chunks: list[pd.DataFrame]) -> pd.DataFrame:
