@@ -27,7 +27,7 @@ def _poi(rng: random.Random, i: int) -> tuple[str, str, str]:
     return name, prompt, target
 
 
-def write_llm_inputs(root: Path, cfg: LarrConfig, n_pois: int = 60, n_pairs: int = 150, seed: int = 0) -> Path:
+def write_llm_inputs(root: Path, cfg: LarrConfig, n_pois: int = 60, n_pairs: int = 160, seed: int = 0) -> Path:
     """ROOT/jobs/{cpt_corpus,contrastive_pairs}/ds=.../part-0.parquet and ROOT/run/base (tokenizer + model
     built from ``cfg.llm.backbone``); returns ROOT."""
     rng = random.Random(seed)

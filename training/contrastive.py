@@ -51,6 +51,7 @@ from training.distributed import (
     full_state_dict,
     init_distributed,
     local_batch,
+    peak_gpu_mb,
     shard,
 )
 from training.ds_config import resolve as resolve_ds
@@ -229,6 +230,8 @@ def run(cfg: LarrConfig, jobs: Path, out: Path, init: str = "cpt", name: str | N
     metrics = {"init": init, "version": version, "train_pairs": len(pairs), "steps": step, "processes": d.world,
                "global_batch": c.batch_size, "deepspeed": Path(deepspeed).name if deepspeed else None,
                "seconds": round(seconds, 1), "tokens_per_second": round(tokens / max(seconds, 1e-9), 1),
+               "peak_gpu_mb": peak_gpu_mb(),
+               "parameters": sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters()),  # ZeRO-3: full
                "first_loss_by_kind": {k: v[0] for k, v in by_kind.items()},
                "last_loss_by_kind": {k: sum(v[-10:]) / len(v[-10:]) for k, v in by_kind.items()},
                "history": history}

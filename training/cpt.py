@@ -35,7 +35,7 @@ from training.common import (
     set_threads,
     write_json,
 )
-from training.distributed import barrier, broadcast_object, init_distributed
+from training.distributed import barrier, broadcast_object, init_distributed, peak_gpu_mb
 from training.lm_trainer import train_causal_lm
 
 log = logging.getLogger("larr.train")
@@ -79,6 +79,7 @@ def run(cfg: LarrConfig, jobs: Path, out: Path, deepspeed: str | None = None,
                    "train_loss": m.get("train_loss"), "tokens_per_second": m["tokens_per_second"],
                    "processes": d.world, "global_batch": c.batch_size,
                    "deepspeed": Path(deepspeed).name if deepspeed else None,
+                   "peak_gpu_mb": peak_gpu_mb(), "parameters": sum(p.numel() for p in trained.parameters()),
                    "seconds": round(time.perf_counter() - t0, 1), "history": m["history"]}
         write_json(out / "cpt" / "metrics.json", metrics, cfg)
         log.info("CPT: held-out target loss %.3f -> %.3f (%d process(es))", before, after, d.world)

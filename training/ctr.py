@@ -351,7 +351,7 @@ def _save_epoch(folder: Path, epoch: int, state: dict[str, Any]) -> None:
     torch.save(state, tmp)
     tmp.replace(folder / f"epoch-{epoch}.pt")
     for old in folder.glob("epoch-*.pt"):
-        if int(old.stem.split("-")[1]) < epoch:
+        if int(old.stem.split("-")[1]) < epoch - 1:  # the newest two, as the LLM stages keep
             old.unlink()
 
 

@@ -192,3 +192,8 @@ def full_state_dict(module: torch.nn.Module, zero3: bool, main: bool) -> dict[st
                 out[f"{prefix}.{name}" if prefix else name] = b.detach().float().cpu().clone() \
                     if b.is_floating_point() else b.detach().cpu().clone()
     return {k: v for k, v in out.items() if k in keys} if main else None
+
+
+def peak_gpu_mb() -> float | None:
+    """Peak GPU memory this process allocated (MiB), or None on a CPU."""
+    return round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None
