@@ -10,8 +10,12 @@ Every training measurement runs in its own child process so that its peak memory
 ``torch.cuda.max_memory_allocated`` on a GPU) is its own.  Scoring latency is a model call on one request
 (100 candidates of one test-day request, already looked up): LARR reads N scene vectors per candidate and runs
 the 1-layer transformer and PLE; P5 tokenises 100 impression texts and runs the LLM over each.  Feature
-lookups are the same for both and measured in ``benchmarks/feature_store.py``.  Prints a table and writes JSON
-(runs/bench/ctr_training.json).
+lookups are the same for both and measured in ``benchmarks/feature_store.py``.
+
+The ``processes`` table trains the real stage -- ``larr ctr train`` (``python -m training.ctr --candidate``),
+streaming input and all -- for one epoch through its launch command at 1 and 2 CPU processes (torchrun,
+gloo, DDP) and on every GPU when present (torchrun, nccl), and reports the stage's own global training
+samples/s at the same global batch.  Prints tables and writes JSON (runs/bench/ctr_training.json).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,6 +38,7 @@ from larr.config import load_config
 from larr.ctr.data import CtrStream
 from larr.ctr.p5 import P5Classifier, SceneTexts
 from training.ctr import CtrData, build_model
+from training.launch import config_args, launch
 
 
 def _peak_mb(device: str) -> float:
@@ -118,6 +124,26 @@ def bench_scoring(data: Path, llm: Path, device: str, candidates: int, repeats: 
     return out
 
 
+def bench_processes(data: Path, kind: str, epochs: int, batch_size: int) -> list[dict]:
+    """One epoch of ``larr ctr train`` at 1 and 2 CPU processes and on all GPUs: global training samples/s."""
+    variants = [("python", "cpu"), ("torchrun --nproc_per_node 2", "cpu")]
+    if torch.cuda.is_available():
+        variants.append((f"torchrun --nproc_per_node {torch.cuda.device_count()}", "cuda"))
+    rows = []
+    for prefix, device in variants:
+        with tempfile.TemporaryDirectory(prefix="larr-bench-ctr-") as tmp:
+            args = [*config_args("small", None, [f"ctr.epochs={epochs}", f"ctr.batch_size={batch_size}"], None),
+                    "--kind", kind, "--data", str(data), "--candidate", tmp, "--quiet"]
+            code = launch(prefix, "training.ctr", args, env={"CUDA_VISIBLE_DEVICES": ""} if device == "cpu" else None)
+            if code:
+                raise SystemExit(f"training.ctr under {prefix!r} exited {code}")
+            m = json.loads((Path(tmp) / "metrics.json").read_text())
+        rows.append({"what": f"train {kind} (stage, {epochs} epoch)", "device": device, "batch": batch_size,
+                     "processes": m["processes"], "launch": prefix, "samples_per_s": m["train_samples_per_second"],
+                     "valid_ctr_auc": m["valid_ctr_auc"]})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="data/small")
@@ -126,6 +152,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=2400)
     ap.add_argument("--candidates", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=100)
+    ap.add_argument("--process-epochs", type=int, default=1, help="processes table: epochs of the stage")
+    ap.add_argument("--no-processes", action="store_true", help="skip the processes table")
     ap.add_argument("--out", default="runs/bench/ctr_training.json")
     ap.add_argument("--child", nargs=2, metavar=("KIND", "DEVICE"), help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -149,10 +177,17 @@ def main() -> None:
         p99 = f"{r['p99_ms']:.2f}" if "p99_ms" in r else ""
         ratio = f"{r['ratio_p50_vs_larr']:.0f}x" if "ratio_p50_vs_larr" in r else ""
         print(f"{r['what']:<34} {r['device']:<6} {sps:>10} {peak:>8} {p50:>8} {p99:>8} {ratio:>6}")
+    procs = [] if a.no_processes else bench_processes(Path(a.data), "larr", a.process_epochs, a.batch)
+    if procs:
+        print(f"\n{'what':<34} {'device':<6} {'processes':>9} {'samples/s':>10} {'valid AUC':>10}")
+        for r in procs:
+            print(f"{r['what']:<34} {r['device']:<6} {r['processes']:>9} {r['samples_per_s']:>10,.0f} "
+                  f"{r['valid_ctr_auc']:>10.4f}")
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": platform.platform(), "torch": torch.__version__,
-                               "threads": torch.get_num_threads(), "results": rows}, indent=2) + "\n")
+                               "threads": torch.get_num_threads(), "results": rows, "processes": procs}, indent=2)
+                   + "\n")
     print(f"wrote {out}")
 
 

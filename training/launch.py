@@ -58,14 +58,15 @@ def command(prefix: str, module: str, args: list[str]) -> list[str]:
     return [*words, flag, module, *args]
 
 
-def launch(prefix: str, module: str, args: list[str]) -> int:
-    """Run ``module`` under ``prefix`` from the repository root, output streamed; returns its exit code."""
+def launch(prefix: str, module: str, args: list[str], env: dict[str, str] | None = None) -> int:
+    """Run ``module`` under ``prefix`` from the repository root, output streamed; returns its exit code.
+    ``env``: variables to set on top of this process's (e.g. ``CUDA_VISIBLE_DEVICES=""`` for a CPU run)."""
     cmd = command(prefix, module, args)
     log.info("launching: %s", shlex.join(cmd))
     root = Path(__file__).resolve().parents[1]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(root), *filter(None, [env.get("PYTHONPATH")])])
-    return subprocess.run(cmd, env=env, check=False).returncode
+    full = {**os.environ, **(env or {})}
+    full["PYTHONPATH"] = os.pathsep.join([str(root), *filter(None, [full.get("PYTHONPATH")])])
+    return subprocess.run(cmd, env=full, check=False).returncode
 
 
 def config_args(profile: str, config: str | None, overrides: list[str], seed: int | None) -> list[str]:
