@@ -269,4 +269,11 @@ def test_launch_command_names_the_module() -> None:
     assert multi[0] == "srun" and multi[-2:] == ["--module", "training.cpt"]
     with pytest.raises(ValueError, match="names no launcher"):
         command("mpirun -n 2", "training.cpt", [])
+    # pyspark's DeepspeedTorchDistributor appends `--deepspeed --deepspeed_config FILE` to the script's arguments
+    from training.common import deepspeed_arg, launcher_parser
+
+    a = launcher_parser(None).parse_args(["--jobs", "J", "--out", "O", "--deepspeed", "--deepspeed_config", "z.json"])
+    assert deepspeed_arg(a) == "z.json"
+    assert deepspeed_arg(launcher_parser(None).parse_args(["--jobs", "J", "--out", "O", "--deepspeed", "z3.json"])) \
+        == "z3.json"
 

@@ -67,10 +67,21 @@ def launcher_parser(doc: str | None) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--jobs", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--deepspeed", help="DeepSpeed JSON config (training/configs/zero2.json or zero3.json)")
+    p.add_argument("--deepspeed", nargs="?", const="", help="DeepSpeed JSON config (training/configs/zero2.json or "
+                                                           "zero3.json)")
+    p.add_argument("--deepspeed_config", "--deepspeed-config", help="the same, as pyspark's "
+                   "DeepspeedTorchDistributor passes it (--deepspeed --deepspeed_config FILE)")
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--local_rank", "--local-rank", type=int, default=-1, help=argparse.SUPPRESS)
     return p
+
+
+def deepspeed_arg(a: argparse.Namespace) -> str | None:
+    """The DeepSpeed config file of ``--deepspeed FILE`` or ``--deepspeed --deepspeed_config FILE``."""
+    path = a.deepspeed_config or a.deepspeed
+    if a.deepspeed == "" and not path:
+        raise SystemExit("--deepspeed needs a config file (or --deepspeed_config FILE)")
+    return path or None
 
 
 def config_from_args(a: argparse.Namespace) -> LarrConfig:

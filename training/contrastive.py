@@ -35,6 +35,7 @@ from larr.spec import load_spec
 from larr.text import registry
 from training.common import (
     config_from_args,
+    deepspeed_arg,
     launcher_parser,
     read_latest,
     seed_everything,
@@ -307,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", help="artefact folder name under OUT (default encoder, or encoder_nocpt for --init base)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    run(config_from_args(a), Path(a.jobs), Path(a.out), a.init, name=a.name, deepspeed=a.deepspeed,
+    run(config_from_args(a), Path(a.jobs), Path(a.out), a.init, name=a.name, deepspeed=deepspeed_arg(a),
         gradient_checkpointing=a.gradient_checkpointing)
     return 0
 

@@ -29,6 +29,7 @@ from larr.spec import load_spec
 from larr.text import registry
 from training.common import (
     config_from_args,
+    deepspeed_arg,
     launcher_parser,
     read_latest,
     seed_everything,
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     p = launcher_parser(__doc__)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    run(config_from_args(a), Path(a.jobs), Path(a.out), a.deepspeed, a.gradient_checkpointing)
+    run(config_from_args(a), Path(a.jobs), Path(a.out), deepspeed_arg(a), a.gradient_checkpointing)
     return 0
 
 
