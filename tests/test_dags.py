@@ -13,10 +13,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from larr import feature_store as fsx
 from larr import registry as reg
+from larr.feast_repo import embedding_views
 from larr.spec import load_spec
 from spark_jobs.common import read_window
 
@@ -142,7 +145,11 @@ def test_training_then_features_dags_end_to_end(airflow_env: dict[str, str], tin
     assert (version / "encoder" / "encoder.json").exists()
     assert (version / "features" / "scene_value_embeddings.parquet").exists()
     assert (root / "training" / ds / "llm" / "report.md").exists()
-    assert (root / "feature_repo" / "data").exists()
+    spec = load_spec()
+    items = pd.read_parquet(root / "training" / ds / "features" / "poi_embeddings.parquet")[spec.item_key]
+    online = fsx.online_vectors(root / "feature_repo", embedding_views(spec)["item"], spec.item_key,
+                                [int(x) for x in items.head(3)])
+    assert online.shape[0] == 3 and np.isfinite(online).all()  # the champion's vectors are served by Feast
 
     # 2. the daily feature run, every task for real: raw gate, the four Spark jobs (idempotent: they
     #    overwrite the day's partitions), corpus and samples gates, embed with the champion's encoder (its
