@@ -19,6 +19,7 @@ import pytest
 
 from larr import feature_store as fsx
 from larr.config import load_config
+from larr.contract import tables_from_spec
 from larr.quality import Inputs, QualityError, check, require
 from larr.quality.gx import SuiteResult
 from larr.spec import load_spec
@@ -137,6 +138,13 @@ def _root_table() -> str:
     return next(n for n in refs if not any(c.references for c in SPEC.tables[n].columns.values()))
 
 
+def _referrer() -> tuple[str, str]:
+    """(table, column) of the first foreign key into :func:`_root_table`."""
+    root = _root_table()
+    return next((n, c) for n, t in SPEC.tables.items() for c, s in t.columns.items()
+                if s.references and s.references.split(".")[0] == root)
+
+
 def _fk_column() -> str:
     return SPEC.user_key
 
@@ -173,10 +181,10 @@ CORRUPTIONS = {
                                   lambda: (LOG, "expect_column_values_to_be_in_set", _allowed_column())),
     "value_out_of_range": (_out_of_range, lambda: (LOG, _range_column(), "in_range"),
                            lambda: (LOG, "expect_column_values_to_be_between", _range_column())),
-    "empty_table": (_empty_referenced_table, None,
-                    lambda: (_root_table(), "expect_table_row_count_to_be_between", "(table)")),
+    "empty_table": (_empty_referenced_table, lambda: (*_referrer(), "foreign_key"),
+                    lambda: (_referrer()[0], "expect_column_values_to_be_in_set", f"{_referrer()[1]}.foreign_key")),
     "missing_table": (_missing_table, lambda: (SPEC.user.table, "*", "table_present"),
-                      lambda: (SPEC.user.table, "expect_table_row_count_to_be_between", "(table)")),
+                      lambda: ("schema", "expect_column_values_to_be_in_set", "present")),
     "duplicate_key": (_duplicate_key, lambda: (SPEC.item.table, SPEC.item_key, "unique_key"),
                       lambda: (SPEC.item.table, "expect_column_values_to_be_unique", SPEC.item_key)),
     "null": (_null, lambda: (SPEC.user.table, _null_column(), "not_null"),
@@ -194,11 +202,19 @@ def test_raw_suite_and_validate_fail_on_the_same_corruption(name: str, world_cop
     result = check("raw", world_copy, CFG, out=tmp_path / "q")
     assert not report.ok, f"{name}: validate passed"
     assert not result.success, f"{name}: the raw suite passed"
-    if by_validate is not None:
-        assert by_validate() in {(v.table, v.column, v.rule) for v in report.violations}, report.violations
-    else:  # an empty referenced table: every foreign key into it is broken
-        assert any(v.rule == "foreign_key" for v in report.violations), report.violations
+    assert by_validate() in {(v.table, v.column, v.rule) for v in report.violations}, report.violations
     assert by_ge() in failed(result), result.summary()
+
+
+def test_an_empty_table_nothing_points_at_passes_both(world_copy: Path, tmp_path: Path) -> None:
+    """The contract asks a table to exist, not to have rows; the suite follows it."""
+    referenced = {c.references.split(".")[0] for t in SPEC.tables.values() for c in t.columns.values()
+                  if c.references} | {n for t in tables_from_spec(SPEC) for r in t.rules for n in r.needs}
+    name = next(n for n, t in SPEC.tables.items() if n not in referenced and not t.partitioned)
+    edit(world_copy / f"{name}.parquet", lambda df: df.iloc[0:0])
+    assert validate_folder(world_copy, spec=SPEC).ok
+    result = check("raw", world_copy, CFG, out=tmp_path / "q")
+    assert result.success and result.batches[name] == 0, result.summary()
 
 
 def test_a_sampled_table_keeps_every_offending_row(world_copy: Path, tmp_path: Path) -> None:

@@ -324,14 +324,6 @@ def _bound(kind: str, kw: dict[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------------------------------- helpers
-def sample(frame: pd.DataFrame, max_rows: int, seed: int = 0) -> tuple[pd.DataFrame, str]:
-    """At most ``max_rows`` rows, a uniform sample when the frame is bigger, and the note that says so."""
-    if len(frame) <= max_rows:
-        return frame, ""
-    return (frame.sample(n=max_rows, random_state=seed).sort_index(),
-            f"a uniform sample of {max_rows:,} of {len(frame):,} rows (quality.max_rows)")
-
-
 def newest_partition(folder: Path, key: str = "ds") -> Path:
     """The newest ``<key>=`` partition of a Spark job output (what training reads)."""
     parts = sorted(p for p in folder.glob(f"{key}=*") if p.is_dir())
