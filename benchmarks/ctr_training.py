@@ -124,13 +124,14 @@ def bench_scoring(data: Path, llm: Path, device: str, candidates: int, repeats: 
     return out
 
 
-def bench_processes(data: Path, kind: str, epochs: int, batch_size: int) -> list[dict]:
-    """One epoch of ``larr ctr train`` at 1 and 2 CPU processes and on all GPUs: global training samples/s."""
+def bench_processes(data: Path, kind: str, epochs: int, batch_size: int, repeats: int = 1) -> list[dict]:
+    """One epoch of ``larr ctr train`` at 1 and 2 CPU processes and on all GPUs: global training samples/s.
+    With ``repeats`` the variants alternate (1, 2, 1, 2, ...) so that a busy machine slows both alike."""
     variants = [("python", "cpu"), ("torchrun --nproc_per_node 2", "cpu")]
     if torch.cuda.is_available():
         variants.append((f"torchrun --nproc_per_node {torch.cuda.device_count()}", "cuda"))
     rows = []
-    for prefix, device in variants:
+    for prefix, device in variants * repeats:
         with tempfile.TemporaryDirectory(prefix="larr-bench-ctr-") as tmp:
             args = [*config_args("small", None, [f"ctr.epochs={epochs}", f"ctr.batch_size={batch_size}"], None),
                     "--kind", kind, "--data", str(data), "--candidate", tmp, "--quiet"]
@@ -154,6 +155,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=100)
     ap.add_argument("--process-epochs", type=int, default=1, help="processes table: epochs of the stage")
     ap.add_argument("--no-processes", action="store_true", help="skip the processes table")
+    ap.add_argument("--only-processes", action="store_true", help="only the processes table")
+    ap.add_argument("--process-repeats", type=int, default=1, help="processes table: alternating repeats")
     ap.add_argument("--out", default="runs/bench/ctr_training.json")
     ap.add_argument("--child", nargs=2, metavar=("KIND", "DEVICE"), help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -162,7 +165,7 @@ def main() -> None:
         return
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
-    for device in devices:
+    for device in devices if not a.only_processes else []:
         for kind in ("ple", "larr"):
             res = subprocess.run([sys.executable, "-m", "benchmarks.ctr_training", "--data", a.data, "--steps",
                                   str(a.steps), "--batch", str(a.batch), "--child", kind, device],
@@ -177,7 +180,8 @@ def main() -> None:
         p99 = f"{r['p99_ms']:.2f}" if "p99_ms" in r else ""
         ratio = f"{r['ratio_p50_vs_larr']:.0f}x" if "ratio_p50_vs_larr" in r else ""
         print(f"{r['what']:<34} {r['device']:<6} {sps:>10} {peak:>8} {p50:>8} {p99:>8} {ratio:>6}")
-    procs = [] if a.no_processes else bench_processes(Path(a.data), "larr", a.process_epochs, a.batch)
+    procs = [] if a.no_processes else bench_processes(Path(a.data), "larr", a.process_epochs, a.batch,
+                                                      a.process_repeats)
     if procs:
         print(f"\n{'what':<34} {'device':<6} {'processes':>9} {'samples/s':>10} {'valid AUC':>10}")
         for r in procs:

@@ -144,8 +144,10 @@ def _stage_runs(run: Path, jobs: Path, profile: str, sets: list[str], prefix: st
     return rows
 
 
-def bench_processes(run: Path, jobs: Path, cpt_epochs: float, contrastive_epochs: float) -> list[dict]:
-    """The stages at 1 and 2 CPU processes (gloo), and on all GPUs when present (deepspeed, ZeRO-2, bf16)."""
+def bench_processes(run: Path, jobs: Path, cpt_epochs: float, contrastive_epochs: float,
+                    repeats: int = 1) -> list[dict]:
+    """The stages at 1 and 2 CPU processes (gloo), and on all GPUs when present (deepspeed, ZeRO-2, bf16);
+    with ``repeats`` the variants alternate so that a busy machine slows both alike."""
     sets = [f"llm.cpt.epochs={cpt_epochs}", "llm.cpt.save_steps=100000", f"llm.contrastive.epochs={contrastive_epochs}",
             "llm.contrastive.save_steps=0"]
     cpu = {"CUDA_VISIBLE_DEVICES": ""}
@@ -154,7 +156,7 @@ def bench_processes(run: Path, jobs: Path, cpt_epochs: float, contrastive_epochs
         variants.append((f"deepspeed --num_gpus {torch.cuda.device_count()}",
                          str(Path(__file__).resolve().parents[1] / "training" / "configs" / "zero2.json"), None, "cuda"))
     rows = []
-    for prefix, ds, env, device in variants:
+    for prefix, ds, env, device in variants * repeats:
         rows += [{**r, "device": device} for r in _stage_runs(run, jobs, "small", sets, prefix, ds, env)]
     return rows
 
@@ -212,6 +214,8 @@ def main() -> None:
     ap.add_argument("--cpt-epochs", type=float, default=1.0, help="processes table: CPT epochs per run")
     ap.add_argument("--contrastive-epochs", type=float, default=0.25, help="processes table: contrastive epochs")
     ap.add_argument("--no-processes", action="store_true", help="skip the processes table")
+    ap.add_argument("--only-processes", action="store_true", help="only the processes table")
+    ap.add_argument("--process-repeats", type=int, default=1, help="processes table: alternating repeats")
     ap.add_argument("--gpu-scale", action="store_true", help="GPU only: the >= 300M model under ZeRO-2/3")
     ap.add_argument("--gpu-scale-epochs", type=float, default=1.0)
     ap.add_argument("--out", default="runs/bench/llm_stages.json")
@@ -235,7 +239,7 @@ def main() -> None:
     else:
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
         rows = []
-        for d in devices:
+        for d in devices if not args.only_processes else []:
             rows.append(bench_cpt(run, jobs, d, args.steps, cfg.llm.cpt.batch_size, cfg.llm.cpt.block_size))
             rows.append(bench_contrastive(run, jobs, d, args.steps, cfg.llm.contrastive.batch_size))
             rows.append(bench_encode(run, jobs, d))
@@ -245,7 +249,7 @@ def main() -> None:
             print(f"{r['stage']:<12} {r['device']:<6} {r.get('tokens_per_second', float('nan')):>10,.0f} "
                   f"{r.get('texts_per_second', float('nan')):>9,.0f} {r['peak_mb']:>9,.0f}")
         if not args.no_processes:
-            procs = bench_processes(run, jobs, args.cpt_epochs, args.contrastive_epochs)
+            procs = bench_processes(run, jobs, args.cpt_epochs, args.contrastive_epochs, args.process_repeats)
             result["processes"] = procs
             print(f"\n{'stage':<12} {'device':<6} {'processes':>9} {'launch':<32} {'tokens/s':>10}")
             for r in procs:
