@@ -277,3 +277,27 @@ def test_launch_command_names_the_module() -> None:
     assert deepspeed_arg(launcher_parser(None).parse_args(["--jobs", "J", "--out", "O", "--deepspeed", "z3.json"])) \
         == "z3.json"
 
+
+
+def test_global_batch_sampler_slices_the_one_process_order() -> None:
+    """Under W processes CPT's sampler cuts the permutation the one-process Trainer draws (accelerate's
+    SeedableRandomSampler, seed + epoch) into the same global batches; a rank a short batch leaves empty gets a
+    label-masked filler (index MASKED - i)."""
+    from accelerate.data_loader import SeedableRandomSampler
+
+    from training.lm_trainer import MASKED, GlobalBatchSampler
+
+    for epoch in (0, 1):
+        ref = SeedableRandomSampler(data_source=range(33), data_seed=7)
+        ref.set_epoch(epoch)
+        order = list(ref)
+        shards = []
+        for rank in range(2):
+            s = GlobalBatchSampler(33, 8, rank, 2, seed=7)
+            s.set_epoch(epoch)
+            shards.append(list(s))
+        assert len(shards[0]) == len(shards[1]) == 5
+        for k, (a, b) in enumerate(zip(*shards, strict=True)):
+            real = [i for i in a + b if i >= 0]
+            assert real == order[8 * k:8 * k + 8]
+        assert shards[1][-1] == [MASKED - order[32]]  # 33 = 4 x 8 + 1: rank 1 runs the masked copy
