@@ -127,20 +127,25 @@ def bench_scoring(data: Path, llm: Path, device: str, candidates: int, repeats: 
 def bench_processes(data: Path, kind: str, epochs: int, batch_size: int, repeats: int = 1) -> list[dict]:
     """One epoch of ``larr ctr train`` at 1 and 2 CPU processes and on all GPUs: global training samples/s.
     With ``repeats`` the variants alternate (1, 2, 1, 2, ...) so that a busy machine slows both alike."""
-    variants = [("python", "cpu"), ("torchrun --nproc_per_node 2", "cpu")]
+    cpu = {"CUDA_VISIBLE_DEVICES": ""}
+    # one process with torch's default threads, one with a single thread (what torchrun gives each process)
+    variants = [("python", "cpu", cpu), ("python", "cpu", {**cpu, "OMP_NUM_THREADS": "1"}),
+                ("torchrun --nproc_per_node 2", "cpu", cpu)]
     if torch.cuda.is_available():
-        variants.append((f"torchrun --nproc_per_node {torch.cuda.device_count()}", "cuda"))
+        variants.append((f"torchrun --nproc_per_node {torch.cuda.device_count()}", "cuda", {}))
     rows = []
-    for prefix, device in variants * repeats:
+    for prefix, device, env in variants * repeats:
         with tempfile.TemporaryDirectory(prefix="larr-bench-ctr-") as tmp:
             args = [*config_args("small", None, [f"ctr.epochs={epochs}", f"ctr.batch_size={batch_size}"], None),
                     "--kind", kind, "--data", str(data), "--candidate", tmp, "--quiet"]
-            code = launch(prefix, "training.ctr", args, env={"CUDA_VISIBLE_DEVICES": ""} if device == "cpu" else None)
+            code = launch(prefix, "training.ctr", args, env=env)
             if code:
                 raise SystemExit(f"training.ctr under {prefix!r} exited {code}")
             m = json.loads((Path(tmp) / "metrics.json").read_text())
         rows.append({"what": f"train {kind} (stage, {epochs} epoch)", "device": device, "batch": batch_size,
-                     "processes": m["processes"], "launch": prefix, "samples_per_s": m["train_samples_per_second"],
+                     "processes": m["processes"], "threads": env.get("OMP_NUM_THREADS", "1" if m["processes"] > 1
+                                                                     else "default"),
+                     "launch": prefix, "samples_per_s": m["train_samples_per_second"],
                      "valid_ctr_auc": m["valid_ctr_auc"]})
     return rows
 
@@ -183,10 +188,10 @@ def main() -> None:
     procs = [] if a.no_processes else bench_processes(Path(a.data), "larr", a.process_epochs, a.batch,
                                                       a.process_repeats)
     if procs:
-        print(f"\n{'what':<34} {'device':<6} {'processes':>9} {'samples/s':>10} {'valid AUC':>10}")
+        print(f"\n{'what':<34} {'device':<6} {'processes':>9} {'threads':>8} {'samples/s':>10} {'valid AUC':>10}")
         for r in procs:
-            print(f"{r['what']:<34} {r['device']:<6} {r['processes']:>9} {r['samples_per_s']:>10,.0f} "
-                  f"{r['valid_ctr_auc']:>10.4f}")
+            print(f"{r['what']:<34} {r['device']:<6} {r['processes']:>9} {r['threads']:>8} "
+                  f"{r['samples_per_s']:>10,.0f} {r['valid_ctr_auc']:>10.4f}")
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": platform.platform(), "torch": torch.__version__,
