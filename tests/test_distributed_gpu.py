@@ -15,7 +15,7 @@ import shutil
 import pytest
 import torch
 
-from larr.config import load_config
+from larr.config import LarrConfig, load_config
 from tests.distributed_inputs import write_llm_inputs
 from tests.test_distributed import ROOT, _sets, larr
 
@@ -32,7 +32,8 @@ BIG = ["llm.backbone.hidden_size=1024", "llm.backbone.num_layers=24", "llm.backb
        "llm.contrastive.save_steps=0"]
 
 
-def llama_parameters(cfg) -> int:  # noqa: ANN001 - a LarrConfig
+def llama_parameters(cfg: LarrConfig) -> int:
+    """Parameters of the Llama the backbone config builds (attention, MLP, norms, embeddings)."""
     b = cfg.llm.backbone
     per_layer = 4 * b.hidden_size ** 2 + 3 * b.hidden_size * b.intermediate_size + 2 * b.hidden_size
     return b.num_layers * per_layer + b.vocab_size * b.hidden_size

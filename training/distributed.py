@@ -101,6 +101,7 @@ def shard(rows: Sequence[T], rank: int, world: int) -> list[T]:
 
 
 def barrier() -> None:
+    """Wait for every rank (e.g. while rank 0 evaluates or saves); a no-op in one process."""
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
 
