@@ -50,7 +50,7 @@ def check(bootstrap: str, topic: str, group: str, dead_letter_topic: str | None 
     dlq = dead_letter_topic or f"{topic}.dlq"
     h = StreamHealth(topic=topic, group=group, dead_letter_topic=dlq)
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
-                             request_timeout_ms=max(timeout_ms, 11_000), api_version_auto_timeout_ms=timeout_ms)
+                             request_timeout_ms=max(timeout_ms, 11_000))
     try:
         tps, begin, end = _offsets(consumer, topic)
         for tp in tps:
