@@ -21,6 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pendulum
 from airflow.sdk import Asset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,6 +56,16 @@ DEFAULT_ARGS: dict[str, Any] = {
     "retry_delay": timedelta(minutes=1),
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=30),
+}
+# What the pipeline DAGs share: runs may be for any date since 2020 (a logical date before start_date
+# would create no task), one run at a time, no catch-up of missed days.
+PIPELINE_DAG: dict[str, Any] = {
+    "start_date": pendulum.datetime(2020, 1, 1, tz="UTC"),
+    "catchup": False,
+    "max_active_runs": 1,
+    "default_args": DEFAULT_ARGS,
+    "params": PARAMS,
+    "tags": ["larr"],
 }
 # A gate fails on the data, which a retry does not change: fail at once and stop everything downstream.
 GATE_ARGS: dict[str, Any] = {"retries": 0}

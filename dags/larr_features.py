@@ -10,16 +10,14 @@ expectation summary in the log; nothing downstream runs and nothing reaches Feas
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import Asset, dag, task
 from larr_common import (
-    DEFAULT_ARGS,
     EMBEDDINGS,
     FEATURE_ASSETS,
     GATE_ARGS,
     NO_CHAMPION,
     ONLINE_FEATURES,
-    PARAMS,
+    PIPELINE_DAG,
     larr,
     paths,
 )
@@ -40,13 +38,8 @@ def spark_task(job: str, outlet: Asset):
 @dag(
     dag_id="larr_features",
     schedule="@daily",
-    start_date=pendulum.datetime(2020, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    params=PARAMS,
-    tags=["larr"],
     doc_md=__doc__,
+    **PIPELINE_DAG,
 )
 def larr_features():
     @task.bash(**GATE_ARGS)

@@ -13,18 +13,16 @@ on the validation day (both scored on the same day; the decision and both scores
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import dag, task
 from larr_common import (
     CHAMPION,
     CONTRASTIVE_PAIRS,
     CPT_CORPUS,
     CTR_SAMPLES,
-    DEFAULT_ARGS,
     GATE_ARGS,
     GPU_POOL,
     KEPT,
-    PARAMS,
+    PIPELINE_DAG,
     SCENE_VOCAB,
     larr,
     paths,
@@ -35,13 +33,8 @@ from larr_common import gate as quality_gate
 @dag(
     dag_id="larr_training",
     schedule=CPT_CORPUS & CONTRASTIVE_PAIRS & SCENE_VOCAB & CTR_SAMPLES,
-    start_date=pendulum.datetime(2020, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    params=PARAMS,
-    tags=["larr"],
     doc_md=__doc__,
+    **PIPELINE_DAG,
 )
 def larr_training():
     @task.bash
