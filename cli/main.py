@@ -276,11 +276,17 @@ def cmd_stream(args: argparse.Namespace) -> int:
         return 0 if h.healthy else 1
     from streaming.consumer import ConsumerConfig, SceneStateConsumer
 
+    if args.known_keys and not Path(args.known_keys).is_file():  # a typo must not silently drop the fallback
+        print(f"larr stream: --known-keys {args.known_keys}: no such file (give the scene_value_embeddings.parquet "
+              "that `larr embed` wrote, or leave the option out)", file=sys.stderr)
+        return 2
+    limits = _config(args).stream
     cfg = ConsumerConfig(bootstrap=args.bootstrap, topic=args.topic, group=args.group,
                          max_records=args.max_records, metrics_port=args.metrics_port,
                          max_idle_seconds=args.max_idle_seconds, max_seconds=args.max_seconds,
                          known_keys=Path(args.known_keys) if args.known_keys else None,
-                         backlog=Path(args.backlog) if args.backlog else None, spec=args.spec)
+                         backlog=Path(args.backlog) if args.backlog else None, spec=args.spec,
+                         max_clock_skew_s=limits.max_clock_skew_seconds, max_event_age_s=limits.max_event_age_seconds)
     summary = SceneStateConsumer(cfg, Path(args.repo), load_spec(args.spec)).run()
     print(json.dumps(summary))
     return 0
@@ -529,7 +535,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=PROFILES, default="small", help="config profile (health thresholds)")
     p.add_argument("--config", metavar="YAML", help="YAML file whose keys override the profile (health)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, e.g. --set health.max_lag=500 (health)")
+                   help="config override, e.g. --set health.max_lag=500 (health), "
+                        "--set stream.max_clock_skew_seconds=60 (consume)")
     p.add_argument("--seed", type=int)
     p.add_argument("--spec", default="food_delivery",
                    help="feature spec whose realtime section defines the events (name or YAML path)")

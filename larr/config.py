@@ -229,6 +229,18 @@ class HealthConfig(StrictModel):
     max_dead_letters: int = Field(0, ge=0, description="most messages allowed on the dead-letter topic")
 
 
+class StreamConfig(StrictModel):
+    """What the real-time consumer (``larr stream consume``) accepts: events whose ``event_time`` lies outside
+    [now - max_event_age_seconds, now + max_clock_skew_seconds] go to the dead-letter topic with the reason.
+    Newer-wins merging is why a bound is needed: one event dated 9999-12-31 would otherwise freeze its key's
+    state forever."""
+
+    max_clock_skew_seconds: float = Field(
+        300.0, ge=0, description="how far an event_time may lie ahead of the consumer's clock (producer clock skew)")
+    max_event_age_seconds: float = Field(
+        7 * 86400.0, gt=0, description="how old an event_time may be (older: a replay or a stuck producer)")
+
+
 class QualityConfig(StrictModel):
     """Bounds of the data-quality suites (``larr quality check``, :mod:`larr.quality`): what a gate accepts.
     The suites' checks come from the feature spec; only these thresholds are a matter of taste."""
@@ -301,6 +313,7 @@ class LarrConfig(StrictModel):
     launch: LaunchConfig = Field(default_factory=LaunchConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
+    stream: StreamConfig = Field(default_factory=StreamConfig)
 
 
 def _profile_dict(profile: str) -> dict[str, Any]:

@@ -54,6 +54,9 @@ class ConsumerConfig:
     known_keys: Path | None = None  # scene_value_embeddings.parquet: keys that have vectors
     backlog: Path | None = None  # where values without a vector are recorded (JSON lines)
     spec: str = "food_delivery"  # feature spec (built-in name or YAML path) whose ``realtime`` section is served
+    max_clock_skew_s: float = 300.0  # event_time later than now + this: dead-lettered (config stream.*)
+    max_event_age_s: float = 7 * 86400.0  # event_time earlier than now - this: dead-lettered
+    dead_letter_timeout_s: float = 30.0  # how long a dead-letter send may take to be acknowledged
 
     @property
     def dlq(self) -> str:
