@@ -35,9 +35,10 @@ import pandas as pd
 import torch
 
 from larr.config import load_config
+from larr.ctr.artifact import build_model
 from larr.ctr.data import CtrStream
 from larr.ctr.p5 import P5Classifier, SceneTexts
-from training.ctr import CtrData, build_model
+from training.ctr import CtrData
 from training.launch import config_args, launch
 
 

@@ -632,6 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cli import quality  # larr quality check: cli/quality.py
 
     quality.add_parser(sub)
+    from cli import serve  # larr serve / score / models: cli/serve.py
+
+    serve.add_parser(sub)
     return parser
 
 

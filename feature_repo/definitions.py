@@ -56,6 +56,21 @@ poi_stats_source = FileSource(
     path=str(DATA / "poi_stats.parquet"),
     timestamp_field="event_timestamp",
 )
+user_poi_stats_source = FileSource(
+    name="user_poi_stats_source",
+    path=str(DATA / "user_poi_stats.parquet"),
+    timestamp_field="event_timestamp",
+)
+user_context_source = FileSource(
+    name="user_context_source",
+    path=str(DATA / "user_context.parquet"),
+    timestamp_field="event_timestamp",
+)
+poi_profile_source = FileSource(
+    name="poi_profile_source",
+    path=str(DATA / "poi_profile.parquet"),
+    timestamp_field="event_timestamp",
+)
 user_embeddings_source = FileSource(
     name="user_embeddings_source",
     path=str(DATA / "user_embeddings.parquet"),
@@ -105,6 +120,47 @@ poi_stats = FeatureView(
         Field(name="p_cvr", dtype=Float64),
     ],
     description="poi statistics from days strictly before the row's event day (ctr_samples)",
+)
+
+user_poi_stats = FeatureView(
+    name="user_poi_stats",
+    entities=[user, poi],
+    ttl=timedelta(days=30),
+    source=user_poi_stats_source,
+    schema=[
+        Field(name="up_imps", dtype=Int64),
+        Field(name="up_clicks", dtype=Int64),
+        Field(name="up_orders", dtype=Int64),
+        Field(name="up_ctr", dtype=Float64),
+    ],
+    description="user x poi statistics from days strictly before the row's event day (ctr_samples)",
+)
+
+# ----- per-request inputs of the scorer: the row of the day, as ctr_samples joined it
+user_context = FeatureView(
+    name="user_context",
+    entities=[user],
+    ttl=timedelta(days=30),
+    source=user_context_source,
+    schema=[
+        Field(name="key_USER_profile", dtype=Int64),
+        Field(name="key_USER_home", dtype=Int64),
+        Field(name="key_USER_orders", dtype=Int64),
+    ],
+    description="keys of the user's scene fields for the day (history from days strictly before it)",
+)
+
+poi_profile = FeatureView(
+    name="poi_profile",
+    entities=[poi],
+    ttl=timedelta(days=30),
+    source=poi_profile_source,
+    schema=[
+        Field(name="price_level", dtype=Int64),
+        Field(name="created_day", dtype=Int64),
+        Field(name="key_POI_dishes", dtype=Int64),
+    ],
+    description="the poi's CTR columns, creation day (days since 1970-01-01) and scene-field keys",
 )
 
 # ----- LLM embeddings (larr spark embed)
@@ -174,7 +230,7 @@ region_scene_state = FeatureView(
 # ----- services
 ctr_model = FeatureService(
     name="ctr_model",
-    features=[user_stats, poi_stats, scene_value_embedding, region_scene_state],
+    features=[user_stats, poi_stats, user_poi_stats, user_context, poi_profile, scene_value_embedding, region_scene_state],
 )
 recall = FeatureService(
     name="recall",

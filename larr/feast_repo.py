@@ -53,6 +53,37 @@ def stat_views(spec: Spec) -> dict[str, tuple[str, list[str]]]:
     return {name: (key, counts + rates) for name, (key, counts, rates) in stat_columns(spec).items()}
 
 
+def pair_stats(spec: Spec) -> tuple[str, list[str], list[str]]:
+    """``(view, count columns, rate columns)`` of the user x item statistics view (``up_*`` of ctr_samples)."""
+    counts = ["up_imps", "up_clicks", *(["up_orders"] if spec.has_conversion else [])]
+    return f"{spec.user_name}_{spec.item_name}_stats", counts, ["up_ctr"]
+
+
+def scene_key_column(field: str) -> str:
+    """Column of a field's scene-value key in the serving views (``key_<FIELD>``)."""
+    return f"key_{field}"
+
+
+def context_views(spec: Spec) -> dict[str, tuple[str, list[tuple[str, str]]]]:
+    """``{view: (entity role, [(column, Feast type)])}`` of what the scorer reads per request besides the
+    statistics: the user's scene-field keys of the day (``{user}_context``: profile texts, history texts
+    rendered from rows strictly before the day) and the item's CTR columns, creation day (days since
+    1970-01-01) and scene-field keys (``{item}_profile``).  Rows come from ``ctr_samples`` per entity and
+    day (``larr.feature_store.export_stats``), so serving reads exactly what training read."""
+    item_types = []
+    for c in spec.ctr.item_columns:
+        t = _column_type(spec, spec.item.table, c)
+        if t not in FIELD_TYPES:
+            raise ValueError(f"spec {spec.name}: ctr.item_columns: column {c} is {t}; a served item column must "
+                             f"be one of {', '.join(FIELD_TYPES)}")
+        item_types.append((c, FIELD_TYPES[t]))
+    user_keys = [(scene_key_column(f), "Int64") for f in spec.scene if spec.fields[f].entity == "user"]
+    item_keys = [(scene_key_column(f), "Int64") for f in spec.scene if spec.fields[f].entity == "item"]
+    created = [("created_day", "Int64")] if spec.item.created else []
+    return {f"{spec.user_name}_context": ("user", user_keys),
+            f"{spec.item_name}_profile": ("item", item_types + created + item_keys)}
+
+
 def embedding_views(spec: Spec) -> dict[str, str]:
     """``{"user": view, "item": view}``: the embedding views of the two entities."""
     return {"user": f"{spec.user_name}_embedding", "item": f"{spec.item_name}_embedding"}
@@ -143,7 +174,11 @@ def definitions_source(spec: Spec) -> str:
     stats = stat_columns(spec)
     emb = embedding_views(spec)
     rt = spec.realtime
-    bound = [*_entity_names(spec), *stats, *(f"{s}_source" for s in stats), f"{user}_embeddings_source",
+    pair_view, pair_counts, pair_rates = pair_stats(spec)
+    ctx = context_views(spec)
+    served = [pair_view, *ctx]
+    bound = [*_entity_names(spec), *stats, *(f"{s}_source" for s in stats), *served,
+             *(f"{s}_source" for s in served), f"{user}_embeddings_source",
              f"{item}_embeddings_source", "scene_value_embeddings_source", *emb.values(), SCENE_VIEW,
              *([REALTIME_VIEW, f"{REALTIME_VIEW}_source", REALTIME_PUSH] if rt else []), "ctr_model", "recall"]
     clash = sorted({n for n in bound if bound.count(n) > 1})
@@ -151,6 +186,7 @@ def definitions_source(spec: Spec) -> str:
         raise ValueError(f"spec {spec.name}: the entity names give two Feast objects the same name ({clash})")
 
     types = {"Array", "Float32", "Float64", "Int64", "String"} | {t for _, t in item_cols}
+    types |= {t for _, schema in ctx.values() for _, t in schema}
     types |= {t for _, t in realtime_schema(spec)} if rt else set()
     feast_names = ["Entity", "FeatureService", "FeatureView", "Field", "FileSource", "ValueType"]
     if rt:
@@ -203,7 +239,7 @@ def definitions_source(spec: Spec) -> str:
                f"a {rt.entity}: the key of the real-time scene state")
 
     lines += ["", "# ----- offline sources (parquet under DATA)"]
-    stat_sources = {name: _file_source(lines, name) for name in stats}
+    stat_sources = {name: _file_source(lines, name) for name in (*stats, *served)}
     user_src = _file_source(lines, f"{user}_embeddings")
     item_src = _file_source(lines, f"{item}_embeddings")
     scene_src = _file_source(lines, "scene_value_embeddings")
@@ -215,6 +251,17 @@ def definitions_source(spec: Spec) -> str:
         _view(lines, name, ent, "days=30", stat_sources[name],
               [(c, "Int64") for c in counts] + [(c, "Float64") for c in rates],
               _text(f"{ent} statistics from days strictly before the row's event day (ctr_samples)"))
+
+    _view(lines, pair_view, f"{user}, {item}", "days=30", stat_sources[pair_view],
+          [(c, "Int64") for c in pair_counts] + [(c, "Float64") for c in pair_rates],
+          _text(f"{user} x {item} statistics from days strictly before the row's event day (ctr_samples)"))
+
+    lines.append("# ----- per-request inputs of the scorer: the row of the day, as ctr_samples joined it")
+    what = {"user": f"keys of the {user}'s scene fields for the day (history from days strictly before it)",
+            "item": f"the {item}'s CTR columns, creation day (days since 1970-01-01) and scene-field keys"}
+    for name, (role, schema) in ctx.items():
+        _view(lines, name, user if role == "user" else item, "days=30", stat_sources[name], schema,
+              _text(what[role]))
 
     lines.append("# ----- LLM embeddings (larr spark embed)")
     vec = [("embedding", "Array(Float32)"), ("encoder_version", "String")]
@@ -230,7 +277,7 @@ def definitions_source(spec: Spec) -> str:
           _text("LLM embedding ({EMBEDDING_DIM}-d) of every distinct feature text (the scene vocabulary)",
                 True))
 
-    ctr_features = [*stats, SCENE_VIEW]
+    ctr_features = [*stats, *served, SCENE_VIEW]
     if rt:
         _realtime_view(lines, spec, rt_src)
         ctr_features.append(REALTIME_VIEW)

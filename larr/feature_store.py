@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from larr.feast_repo import REPO, definitions_source, stat_views
+from larr.feast_repo import REPO, context_views, definitions_source, pair_stats, scene_key_column, stat_views
 from larr.spec import Spec, load_spec
 
 log = logging.getLogger("larr.features")
@@ -31,19 +31,55 @@ def _spec(spec: Spec | str | Path | None) -> Spec:
     return spec if isinstance(spec, Spec) else load_spec(spec or "food_delivery")
 
 
+SCENE_LOOKUPS = "scene_lookups.parquet"  # static per model version: lookup value -> scene key (see export_stats)
+
+
 def export_stats(jobs: Path, features: Path, spec: Spec | str | Path) -> dict[str, int]:
-    """User and item statistics from the CTR samples (views :func:`larr.feast_repo.stat_views` of ``spec``),
-    one row per (entity, day) stamped at the start of the day: a point-in-time join then sees, for an
-    impression, exactly the statistics of the days before it."""
+    """What the scorer reads per request, from the CTR samples, so serving reads what training read:
+
+    * the statistics views (user, item, user x item: :func:`larr.feast_repo.stat_views`, ``pair_stats``);
+    * the context views (:func:`larr.feast_repo.context_views`): the user's scene-field keys of the day, the
+      item's CTR columns, creation day and scene-field keys;
+
+    one row per (entity, day) stamped at the start of the day -- the time its inputs were complete, since
+    every statistic and history text of day D comes from days strictly before D -- so a point-in-time join
+    (or an online store materialised up to a time on day D) sees exactly the row the sample of day D used.
+    Also ``scene_lookups.parquet``: for each scene field whose value is looked up through a log column
+    (food: ``SCENE_region`` via ``region_id``), the lookup value -> key pairs the samples hold."""
     spec = _spec(spec)
     samples = pd.read_parquet(jobs / "ctr_samples")
     samples["event_timestamp"] = pd.to_datetime(samples["date"].astype(str))
+    keys = np.stack(samples["scene_keys"].to_numpy()).astype(np.int64) if len(samples) else None
+    for i, f in enumerate(spec.scene):
+        samples[scene_key_column(f)] = keys[:, i] if keys is not None else pd.Series(dtype="int64")
+    if spec.item.created:
+        age = samples[f"{spec.item_name}_age_days"].astype("int64")
+        epoch = (pd.to_datetime(samples["date"].astype(str)) - pd.Timestamp("1970-01-01")).dt.days
+        samples["created_day"] = (epoch - age).astype("int64")
     features.mkdir(parents=True, exist_ok=True)
+    pair, counts, rates = pair_stats(spec)
+    views = {**stat_views(spec), pair: ([spec.user_key, spec.item_key], counts + rates)}
+    for name, (role, schema) in context_views(spec).items():
+        views[name] = (spec.user_key if role == "user" else spec.item_key, [c for c, _ in schema])
     out = {}
-    for name, (key, cols) in stat_views(spec).items():
-        df = samples[[key, "event_timestamp", *cols]].drop_duplicates([key, "event_timestamp"])
+    for name, (key, cols) in views.items():
+        ids = key if isinstance(key, list) else [key]
+        df = samples[[*ids, "event_timestamp", *cols]].drop_duplicates([*ids, "event_timestamp"])
         df.to_parquet(features / f"{name}.parquet", index=False)
         out[name] = len(df)
+    log_t = spec.tables[spec.log.table]
+    lookups = []
+    for f in spec.scene:
+        fs = spec.fields[f]
+        if fs.entity == "scene" and fs.column is not None and fs.column in log_t.lookups:
+            via = log_t.lookups[fs.column].via
+            pairs = samples[[via, scene_key_column(f)]].drop_duplicates()
+            lookups.append(pd.DataFrame({"field": f, "value": pairs[via].astype(str).to_numpy(),
+                                         "scene_key": pairs[scene_key_column(f)].to_numpy(np.int64)}))
+    table = pd.concat(lookups, ignore_index=True) if lookups else pd.DataFrame(
+        {"field": pd.Series(dtype=str), "value": pd.Series(dtype=str), "scene_key": pd.Series(dtype="int64")})
+    table.to_parquet(features / SCENE_LOOKUPS, index=False)
+    out[SCENE_LOOKUPS] = len(table)
     return out
 
 

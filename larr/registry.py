@@ -7,7 +7,8 @@ loads the champion.  Layout::
 
     REGISTRY/versions/<version>/   model.pt, preprocessor.json, model.json, metrics.json, config.json,
                                    encoder/ (the text encoder whose vectors the model was trained on),
-                                   features/scene_value_embeddings.parquet (its scene-value table)
+                                   features/scene_value_embeddings.parquet (its scene-value table),
+                                   features/scene_lookups.parquet (lookup value -> scene key, for serving)
     REGISTRY/champion.json         {"version", "score", "metric", "valid_days", "published_at"}
     REGISTRY/decisions.jsonl       one line per offer: both scores, the decision and why
 
@@ -101,6 +102,8 @@ def publish(registry: Path, candidate: Path, version: str, encoder: Path | None 
     if features is not None:
         (tmp / "features").mkdir(exist_ok=True)
         shutil.copy2(features / "scene_value_embeddings.parquet", tmp / "features" / "scene_value_embeddings.parquet")
+        if (features / "scene_lookups.parquet").exists():  # lookup value -> scene key, read by the scorer
+            shutil.copy2(features / "scene_lookups.parquet", tmp / "features" / "scene_lookups.parquet")
     os.replace(tmp, dest)
     return dest
 

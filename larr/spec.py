@@ -304,6 +304,14 @@ class SplitSpec(_Strict):
     test: list[str] | None = None
 
 
+class ServingSpec(_Strict):
+    """What a scoring request carries besides the user, the candidates and the request context: the log
+    columns that differ between the candidates of one request (food: the user-to-shop distance), sent per
+    candidate by the caller (a recall service knows them)."""
+
+    per_candidate: list[str] = Field(default_factory=list)
+
+
 class EventSpec(_Strict):
     """One real-time event type: its payload, the log columns it sets, and the fields whose keys it updates.
 
@@ -348,6 +356,7 @@ class Spec(_Strict):
     slices: dict[str, str] = Field(default_factory=dict)
     split: SplitSpec = Field(default_factory=SplitSpec)
     realtime: RealtimeSpec | None = None
+    serving: ServingSpec = Field(default_factory=ServingSpec)
     source: str = Field("", exclude=True)
 
     # ----- derived views used by every layer -----
@@ -700,6 +709,10 @@ def _semantic_problems(s: Spec) -> list[tuple[tuple[Any, ...], str]]:
         t = s.tables[s.log.table].columns.get(col)
         if t is None or t.type != "bool":
             out.append((("slices", name), f"a slice is a bool column of the log; {col!r} is not"))
+    log_t = s.tables.get(s.log.table)
+    for i, col in enumerate(s.serving.per_candidate):
+        if log_t is not None and col not in log_t.columns and col not in log_t.derived:
+            out.append((("serving", "per_candidate", i), f"{col!r} is not a column of the log {s.log.table}"))
     if s.split.valid is not None or s.split.test is not None:
         for k in ("valid", "test"):
             for i, d in enumerate(getattr(s.split, k) or []):

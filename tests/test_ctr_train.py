@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from larr.config import CtrConfig
+from larr.ctr.artifact import build_model
 from larr.ctr.data import Preprocessor
-from training.ctr import CtrData, build_model, run_ctr
+from training.ctr import CtrData, run_ctr
 
 
 def test_tiny_ctr_run_writes_metrics_for_every_slice(tiny_world: Path, tiny_jobs: Path, tmp_path: Path) -> None:

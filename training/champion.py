@@ -13,45 +13,24 @@ import json
 import logging
 from pathlib import Path
 
-import torch
-
 from larr import registry as reg
-from larr.config import CtrConfig
-from larr.ctr.columns import ctr_columns
-from larr.ctr.data import CtrStream, Preprocessor, SceneTable
+from larr.ctr.artifact import SCENE_KINDS, ArtifactError, load_model, predict
+from larr.ctr.data import CtrStream
 from larr.metrics import auc
-from larr.spec import Spec
-from training.ctr import CtrData, _predict, build_model
+from training.ctr import CtrData
 
 log = logging.getLogger(__name__)
 METRIC = "valid_ctr_auc"
-SCENE_KINDS = ("larr", "noal")  # model kinds that read the scene-value table
-
-
-def load_model(folder: Path, spec: Spec, scene_table: Path | None) -> tuple[torch.nn.Module, Preprocessor,
-                                                                           SceneTable | None]:
-    """Rebuild a saved CTR model (``larr ctr train --out`` or a registry version) for scoring."""
-    meta = json.loads((folder / "model.json").read_text())
-    if meta.get("spec") and meta["spec"] != spec.source:
-        raise reg.RegistryError(f"{folder}: trained on spec {meta['spec']!r}, the data uses {spec.source!r}; "
-                                f"a model is only compared on data of its own spec")
-    prep = Preprocessor.load(folder / "preprocessor.json")
-    scene = None
-    if meta["kind"] in SCENE_KINDS:
-        path = scene_table or Path(meta["scene_table"]) / "scene_value_embeddings.parquet"
-        if not path.exists():
-            raise reg.RegistryError(f"{folder}: its scene-value table {path} is missing")
-        scene = SceneTable(path)
-    model = build_model(meta["kind"], CtrConfig(**meta["ctr"]), prep, scene, ctr_columns(spec), spec.has_conversion)
-    model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
-    return model, prep, scene
 
 
 def valid_score(folder: Path, d: CtrData, scene_table: Path | None = None, batch_size: int = 8192) -> float:
     """CTR AUC of a saved model on the validation day of ``d``, through the model's own preprocessor."""
-    model, prep, scene = load_model(folder, d.spec, scene_table)
-    stream = CtrStream(d.valid_files, prep, scene, batch_size, labels=d.cols.labels, user_key=d.spec.user_key)
-    p_ctr, _ = _predict(model, stream)
+    try:
+        m = load_model(folder, d.spec, scene_table)
+    except ArtifactError as e:
+        raise reg.RegistryError(str(e)) from e
+    stream = CtrStream(d.valid_files, m.prep, m.scene, batch_size, labels=d.cols.labels, user_key=d.spec.user_key)
+    p_ctr, _ = predict(m.model, stream)
     return auc(d.valid["click"].to_numpy(), p_ctr)
 
 

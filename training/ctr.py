@@ -31,10 +31,11 @@ import torch
 from tqdm import tqdm
 
 from larr.config import CtrConfig, LarrConfig, config_to_dict, load_config
+from larr.ctr.artifact import build_model, predict
 from larr.ctr.columns import CtrColumns, ctr_columns
 from larr.ctr.data import CtrStream, Preprocessor, SceneTable, id_dropout, split_files
 from larr.ctr.gauc import gauc
-from larr.ctr.models import CtrModel, ctr_ctcvr_loss
+from larr.ctr.models import ctr_ctcvr_loss
 from larr.ctr.p5 import P5Classifier, SceneTexts
 from larr.llm.contrastive import global_mean_weight
 from larr.metrics import auc
@@ -186,18 +187,6 @@ class CtrData:
         return self._scenes[key]
 
 
-def _predict(model: CtrModel, batches: Iterable[dict[str, torch.Tensor]]) -> tuple[np.ndarray, np.ndarray]:
-    model.eval()
-    device = next(model.parameters()).device
-    p_ctr, p_ctcvr = [], []
-    with torch.inference_mode():
-        for batch in batches:
-            o = model({k: v.to(device) for k, v in batch.items()})
-            p_ctr.append(o["p_ctr"].cpu().numpy())
-            p_ctcvr.append(o["p_ctcvr"].cpu().numpy())
-    return np.concatenate(p_ctr), np.concatenate(p_ctcvr)
-
-
 def _standard_labels(spec: Spec, df: pd.DataFrame) -> pd.DataFrame:
     """The spec's label and user columns under the names evaluation reads: click, order (zeros without a
     conversion label), user_id."""
@@ -207,16 +196,6 @@ def _standard_labels(spec: Spec, df: pd.DataFrame) -> pd.DataFrame:
     if spec.user_key in df:
         df["user_id"] = df[spec.user_key]
     return df
-
-
-def build_model(kind: str, cfg: CtrConfig, prep: Preprocessor, scene: SceneTable | None,
-                cols: CtrColumns | None = None, conversion: bool = True) -> CtrModel:
-    cat = prep.categorical_columns
-    sizes = [prep.sizes()[c] for c in cat]
-    user_col, item_col = (cols.user_col, cols.item_col) if cols else (cat.index("user_id"), cat.index("poi_id"))
-    return CtrModel(kind, sizes, len(prep.numeric_columns), cfg,
-                    torch.from_numpy(scene.matrix) if scene is not None else None,
-                    user_col=user_col, poi_col=item_col, conversion=conversion)
 
 
 def run_ctr(cfg: CtrConfig, kind: str, d: CtrData, seed: int, features: Path | None = None,
@@ -292,7 +271,7 @@ def run_ctr(cfg: CtrConfig, kind: str, d: CtrData, seed: int, features: Path | N
                 history["align"].append(round(values[1], 5))
         train_seconds += time.perf_counter() - t0
         if dd.main:
-            pv_ctr, pv_ctcvr = _predict(model, d.eval_batches("valid", scene, cfg.eval_batch_size))
+            pv_ctr, pv_ctcvr = predict(model, d.eval_batches("valid", scene, cfg.eval_batch_size))
             history["valid"].append({"epoch": epoch + 1, "ctr_auc": auc(d.valid["click"].to_numpy(), pv_ctr),
                                      "ctcvr_auc": auc(d.valid["order"].to_numpy(), pv_ctcvr)
                                      if d.spec.has_conversion else float("nan")})
@@ -307,7 +286,7 @@ def run_ctr(cfg: CtrConfig, kind: str, d: CtrData, seed: int, features: Path | N
     result: dict[str, Any] = {}
     if dd.main:
         t0 = time.perf_counter()
-        p_ctr, p_ctcvr = _predict(model, d.eval_batches("test", scene, cfg.eval_batch_size))
+        p_ctr, p_ctcvr = predict(model, d.eval_batches("test", scene, cfg.eval_batch_size))
         test_seconds = time.perf_counter() - t0
         if save is not None:
             save.mkdir(parents=True, exist_ok=True)
