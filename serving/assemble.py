@@ -84,7 +84,7 @@ class Assembler:
             if all(c in df.columns and df[c].notna().all() for c in d.inputs()):
                 df[name] = derived_column(d, df)
         for check in self.log_t.equals_derived:  # a log column that equals a derived one (food: time_slot)
-            col, der = check.column, check.derived
+            col, der = check["column"], check["derived"]
             if col in df.columns and der in df.columns:
                 df[col] = df[col].where(df[col].notna(), df[der])
         return df
@@ -164,11 +164,11 @@ class Assembler:
             else:
                 fallbacks.append(f"{c}: value {df[c].iloc[int(np.flatnonzero(oov)[0])]!r} unknown to the model (OOV)")
         counts = set(prep.counts)
-        filled = df[list(prep.numeric_columns)].apply(pd.to_numeric, errors="coerce")
+        filled = df[list(prep.numeric_columns)].apply(pd.to_numeric, errors="coerce").astype(float)
         for c, i in num_index.items():  # cold start: zero counts, the training mean for everything else
             fill = 0.0 if c in counts else prep.mean[c]
             filled.loc[missing_num[:, i], c] = fill
-        num = prep.numeric(filled.astype(float))
+        num = prep.numeric(filled)
         batch = {"cat": torch.from_numpy(cat), "num": torch.from_numpy(num)}
         keys = self.scene_keys(df, fallbacks if self.m.scene is not None else [])
         batch["scene_keys"] = torch.from_numpy(keys)  # the LLM-in-the-loop path reads their texts
