@@ -190,19 +190,18 @@ class Assembler:
             if fs.column is not None and fs.column in self.log_t.lookups:
                 via = self.log_t.lookups[fs.column].via
                 out[:, j] = [self.lookups.get((f, str(v)), 0) for v in df[via]]
-            else:
-                texts: dict[Any, int] = {}
-                for i, row in enumerate(df.to_dict("records")):
+            else:  # rendered once per distinct input (usually one: the request's context)
+                inputs = [fs.column] if fs.column is not None else [c for c in fs.inputs() if c in df]
+                groups = df.groupby(inputs, sort=False, dropna=False).indices if inputs else {}
+                for vals, idx in groups.items():
+                    row = dict(zip(inputs, vals if isinstance(vals, tuple) else (vals,), strict=True))
                     try:
                         v = row[fs.column] if fs.column is not None else value_of(fs, row)
                     except (KeyError, TypeError, ValueError):
                         v = None
                     if v is None or (isinstance(v, float) and np.isnan(v)):
                         continue
-                    hv = v if isinstance(v, str | int | float | bool) else str(v)
-                    if hv not in texts:
-                        texts[hv] = self.reg.feature_key(f, self.reg.render(f, v))
-                    out[i, j] = texts[hv]
+                    out[idx, j] = self.reg.feature_key(f, self.reg.render(f, v))
             if (out[:, j] == 0).any():
                 fallbacks.append(f"{f}: no scene value for {int((out[:, j] == 0).sum())} of {len(df)} "
                                  "candidates (no vector, masked out)")
