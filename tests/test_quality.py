@@ -132,6 +132,10 @@ def _wrong_type(world: Path) -> None:
          keep_schema=False)
 
 
+def _empty_date_folder(world: Path) -> None:
+    (world / LOG / "date=2030-01-01").mkdir()
+
+
 def _root_table() -> str:
     """A table that others reference and that references nothing (food: regions)."""
     refs = {c.references.split(".")[0] for t in SPEC.tables.values() for c in t.columns.values() if c.references}
@@ -189,6 +193,8 @@ CORRUPTIONS = {
                       lambda: (SPEC.item.table, "expect_column_values_to_be_unique", SPEC.item_key)),
     "null": (_null, lambda: (SPEC.user.table, _null_column(), "not_null"),
              lambda: (SPEC.user.table, "expect_column_values_to_not_be_null", _null_column())),
+    "empty_date_folder": (_empty_date_folder, lambda: (LOG, "*", "partition_not_empty"),
+                          lambda: ("schema", "expect_column_values_to_be_in_set", "present")),
     "wrong_type": (_wrong_type, lambda: (SPEC.item.table, _int_item_column(), "column_type"),
                    lambda: ("schema", "expect_column_values_to_be_in_set", "type_ok")),
 }

@@ -211,8 +211,10 @@ def test_a_partition_not_named_by_an_iso_date_is_a_violation(world_copy: Path) -
     report = validate_folder(world_copy)
     assert _rules(report) == [("impressions", "*", "partition_date")], [v.message() for v in report.violations]
     v = report.violations[0]
-    assert v.rows == rows
-    assert "partition=date=July-2" in v.message()
+    assert (v.rows, v.unit) == (1, "folders")
+    msg = v.message()
+    assert f"partition=date=July-2, files=1, rows={rows}" in msg
+    assert "named date=YYYY-MM-DD" in msg and "move the files of impressions/date=July-2" in msg
 
 
 def _truncate(path: Path) -> None:
@@ -234,9 +236,11 @@ def test_an_unreadable_log_file_is_reported_once_without_a_cascade(world_copy: P
     report = validate_folder(world_copy)  # no traceback
     assert _rules(report) == [("impressions", "*", "readable")], [v.message() for v in report.violations]
     v = report.violations[0]
-    assert v.rows == 1
+    n_files = len(list((world_copy / "impressions").rglob("*.parquet")))
+    assert (v.rows, v.total_rows, v.unit) == (1, n_files, "files")
     msg = v.message()
-    assert f"file={f.relative_to(world_copy)}" in msg
+    assert f"1 of {n_files} files violate" in msg
+    assert f"file={f.relative_to(world_copy)}, error=unreadable parquet: " in msg
     # the orders of the unreadable day are not reported as orphans: the check is skipped, and the message says so
     assert "skipped: orders.request_id [history_has_impression]" in msg
 
@@ -257,3 +261,113 @@ def test_an_unreadable_item_table_skips_the_checks_that_need_its_keys(world_copy
 def test_unknown_table_name_is_refused(tiny_world: Path) -> None:
     with pytest.raises(ValueError, match="unknown table"):
         validate_folder(tiny_world, tables=["nope"])
+
+
+# ----------------------------------------------------------------------------- what Spark reads, the validator reads
+def test_a_non_parquet_file_beside_the_parts_is_unreadable(world_copy: Path) -> None:
+    """spark.read.parquet reads every visible file of a table, whatever its name: so does the validator."""
+    part = _first_impressions(world_copy).parent
+    pd.read_parquet(part).head(20).to_csv(part / "extra-rows.csv", index=False)
+    (part / "_SUCCESS").write_text("")  # hidden names are not data
+    (part / ".part-0.crc").write_bytes(b"crc")
+    report = validate_folder(world_copy)
+    assert _rules(report) == [("impressions", "*", "readable")], [v.message() for v in report.violations]
+    assert f"file={(part / 'extra-rows.csv').relative_to(world_copy)}, error=unreadable parquet: " in \
+        report.violations[0].message()
+
+
+def test_files_outside_a_date_folder_are_misplaced(world_copy: Path) -> None:
+    f = _first_impressions(world_copy)
+    nested = f.parent / "hour=12"
+    nested.mkdir()
+    shutil.copy(f, nested / "part-9.parquet")
+    shutil.copy(f, world_copy / "impressions" / "part-top.parquet")
+    report = validate_folder(world_copy)
+    hits = [v for v in report.violations if v.rule == "partition_date"]
+    assert len(hits) == 1 and hits[0].rows == 2, [v.message() for v in report.violations]
+    msg = hits[0].message()
+    assert "partition=(table folder), files=1" in msg and f"partition={f.parent.name}/hour=12, files=1" in msg
+
+
+def test_an_empty_date_folder_is_a_violation(world_copy: Path) -> None:
+    """The jobs take every date= folder as a day of the window: an empty one is a day whose data is missing."""
+    empty = world_copy / "impressions" / "date=2024-07-30"
+    empty.mkdir()
+    (empty / "_SUCCESS").write_text("")
+    report = validate_folder(world_copy)
+    assert _rules(report) == [("impressions", "*", "partition_not_empty")], [v.message() for v in report.violations]
+    v = report.violations[0]
+    assert (v.rows, v.unit) == (1, "folders")
+    assert "partition=date=2024-07-30" in v.message() and "impressions/date=2024-07-30" in v.fix
+
+
+def test_a_table_written_by_spark_as_a_folder_of_parts_is_read(world_copy: Path) -> None:
+    """pois.parquet may be Spark's output folder of part files; its key is unique across the parts."""
+    src = world_copy / "pois.parquet"
+    df = pd.read_parquet(src)
+    src.unlink()
+    src.mkdir()
+    half = len(df) // 2
+    pq.write_table(pa.Table.from_pandas(df.iloc[:half], preserve_index=False), src / "part-00000.snappy.parquet")
+    pq.write_table(pa.Table.from_pandas(df.iloc[half:], preserve_index=False), src / "part-00001.snappy.parquet")
+    (src / "_SUCCESS").write_text("")
+    assert validate_folder(world_copy).ok
+    pq.write_table(pa.Table.from_pandas(df.iloc[:3], preserve_index=False), src / "part-00002.snappy.parquet")
+    report = validate_folder(world_copy)
+    assert _rules(report) == [("pois", "poi_id", "unique_key")], [v.message() for v in report.violations]
+    assert report.violations[0].rows == 3
+
+
+def test_key_uniqueness_across_parts_ignores_physical_types_and_chunks(world_copy: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second part written with int32 POI ids repeats keys of the first: the hashes agree; the same
+    holds when every file is read in many small record batches."""
+    f = _first_impressions(world_copy)
+    df = pd.read_parquet(f)
+    f.unlink()
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), f.parent / "part-00000.parquet")
+    again = df.head(6).copy()
+    second = pa.Table.from_pandas(again, preserve_index=False)
+    i = second.schema.get_field_index("poi_id")
+    second = second.set_column(i, "poi_id", second.column("poi_id").cast(pa.int32()))
+    pq.write_table(second, f.parent / "part-00001.parquet")
+    monkeypatch.setattr("larr.validate.CHUNK_ROWS", 500)
+    report = validate_folder(world_copy)
+    assert _rules(report) == [("impressions", "request_id", "unique_key")], [v.message() for v in report.violations]
+    assert report.violations[0].rows == 6
+
+
+def test_key_hashes_tell_null_from_zero_and_equal_nulls_apart() -> None:
+    from larr.contract import tables_from_spec
+    from larr.validate import KeySeen, key_hashes
+
+    table = next(t for t in tables_from_spec(load_spec()) if t.name == "impressions")
+    a = pd.DataFrame({"request_id": [1, 1, 2, None], "poi_id": [0, None, 3, 4]})
+    h = key_hashes(a, table)
+    assert h[0] != h[1] and len(set(h.tolist())) == 4
+    b = pd.DataFrame({"request_id": pd.array([1, 2, 5], dtype="int64"), "poi_id": pd.array([0, 3, 4], dtype="int32")})
+    assert key_hashes(b, table)[:2].tolist() == [h[0], h[2]]  # float (nulls) and int parts agree
+    seen = KeySeen(table)
+    assert seen.repeated(a).tolist() == [False, False, False, False]
+    assert seen.repeated(b).tolist() == [True, True, False]
+    assert seen.repeated(pd.concat([a, a])).tolist() == [True] * 8
+
+
+def test_a_column_missing_in_one_part_names_that_part(world_copy: Path) -> None:
+    f = _first_impressions(world_copy)
+    df = pd.read_parquet(f)
+    f.unlink()
+    pq.write_table(pa.Table.from_pandas(df.iloc[:100], preserve_index=False), f.parent / "part-00000.parquet")
+    bad = f.parent / "part-00001.parquet"
+    pq.write_table(pa.Table.from_pandas(df.iloc[100:].drop(columns=["weather"]), preserve_index=False), bad)
+    report = validate_folder(world_copy)
+    hits = [v for v in report.violations if v.rule == "column_present"]
+    assert [(v.column, v.rows, v.unit) for v in hits] == [("weather", 1, "files")], report.violations
+    assert f"file={bad.relative_to(world_copy)}" in hits[0].message()
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"window": {"start": "July 2"}}', '["a list"]'])
+def test_a_malformed_manifest_names_the_file_and_the_fix(world_copy: Path, text: str) -> None:
+    (world_copy / "manifest.json").write_text(text)
+    with pytest.raises(ValueError, match=r"manifest\.json: unreadable data window .*pass --start/--end"):
+        validate_folder(world_copy)

@@ -5,9 +5,10 @@ reads the folder with the validator's own readers (partitions, dependency order,
 lookups that cross-table rules need, :mod:`larr.validate`) and hands GE one batch per table plus a ``schema``
 batch, so both gates judge the same rows by the same rules (``tests/test_quality.py`` checks they agree):
 
-* ``schema`` (one row per table file and contract column, one per missing table): table present, file
-  readable, column present, column of the contract's type (the validator's arrow type check), partition
-  folder named ``date=YYYY-MM-DD``;
+* ``schema`` (one row per table file and contract column, one per missing table or empty date folder):
+  table present, file readable (every visible file under a table, as Spark reads them), column present,
+  column of the contract's type (the validator's arrow type check), file inside a folder named
+  ``date=YYYY-MM-DD``, date folder not empty;
 * one batch per table: not null; ranges; allowed values; foreign keys; unique key (within its date partition
   for partitioned tables); every row rule of the contract (``conversion_implies_click``, ``belongs_to``,
   ``inside_data_window``, ``matches_derived``, ...).  Like the contract, no minimum row count: an empty
@@ -38,11 +39,11 @@ import pyarrow.parquet as pq
 from great_expectations.expectations.expectation import Expectation
 
 from larr.config import LarrConfig
-from larr.contract import Context, Table, history_label, tables_from_spec
+from larr.contract import Context, Table
 from larr.quality import Inputs
 from larr.quality.gx import Batch
 from larr.spec import Spec
-from larr.validate import _check_chunk, _Gather, _key_index, _partitions, _read_order, _type_ok, _window_from
+from larr.validate import KeySeen, _check_chunk, _partitions, _plan, _read_order, _short, _type_ok
 
 PARTITION = "_partition_date"  # the day of a row's date=YYYY-MM-DD folder (partitioned tables)
 OK = [True]
@@ -58,22 +59,14 @@ def batches(path: Path, cfg: LarrConfig, spec: Spec, inputs: Inputs) -> list[Bat
     root = Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"raw suite: {root} is not a folder (PATH is the raw data folder)")
-    contract = tables_from_spec(spec)
-    by_name = {t.name: t for t in contract}
-    ctx = Context()
-    ctx.window_start, ctx.window_end = _window_from(root, by_name[spec.log.table], None, None)
-    referenced = {c.references for t in contract for c in t.columns if c.references}
-    lookups = {lk for t in contract for r in t.rules for lk in r.lookups}
-    positives = ((spec.log.request, spec.item_key, history_label(spec))
-                 if any(n == spec.log.table for t in contract for r in t.rules for n in r.needs) else None)
+    plan = _plan(root, spec)
+    contract, ctx = plan.contract, plan.ctx
     schema_rows: list[dict[str, Any]] = []
     skipped: dict[str, set[str]] = {}
     out: list[Batch] = []
     tables: dict[str, Batch] = {}
-    for table in _read_order(contract, set(by_name)):
-        gather = _Gather([r.split(".", 1)[1] for r in referenced if r.split(".", 1)[0] == table.name],
-                         [lk for lk in lookups if lk[0] == table.name],
-                         positives if table.name == spec.log.table else None)
+    for table in _read_order(contract, set(plan.by_name)):
+        gather = plan.gather(table)
         parts = _partitions(root, table)
         if not any(p.files for p in parts):  # the contract's table_present
             ctx.incomplete.add(table.name)
@@ -82,7 +75,11 @@ def batches(path: Path, cfg: LarrConfig, spec: Spec, inputs: Inputs) -> list[Bat
         chunks: list[pd.DataFrame] = []
         total = 0
         for part in parts:
-            seen: pd.Index | None = None  # keys of the earlier files of this partition
+            if table.partitioned and not part.files:  # the contract's partition_not_empty
+                schema_rows.append(_schema_row(table, "*", f"{table.name}/{part.label}", part.day is not None,
+                                               readable=None, present=False,
+                                               error="a date folder without parquet files"))
+            seen = KeySeen(table)  # keys of the earlier files of this partition
             for f in part.files:
                 df = _read(root, f, table, part.day if table.partitioned else None, schema_rows,
                            table.partitioned)
@@ -91,10 +88,7 @@ def batches(path: Path, cfg: LarrConfig, spec: Spec, inputs: Inputs) -> list[Bat
                     continue
                 total += len(df)
                 ctx.partition_date = part.day
-                idx = _key_index(df, list(table.key))
-                dup = idx.duplicated(keep=False) | (idx.isin(seen) if seen is not None else False)
-                seen = idx if seen is None else seen.append(idx)
-                offending = _derive(table, df, ctx, np.asarray(dup), skipped)
+                offending = _derive(table, df, ctx, seen.repeated(df, keep=False), skipped)
                 gather.add(df)
                 if table.partitioned:
                     df[PARTITION] = pd.Timestamp(part.day) if part.day is not None else pd.NaT
@@ -166,10 +160,6 @@ def _schema_row(table: Table, column: str, where: str, named: bool | None, reada
     return {"where": f"{table.name}.{column} in {where}", "table": table.name, "column": column, "file": where,
             "readable": readable, "present": present, "type_ok": type_ok, "partition_named": named,
             "type": found, "expected_type": expected, "error": error}
-
-
-def _short(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
 
 
 def _derive(table: Table, df: pd.DataFrame, ctx: Context, dup: np.ndarray,
