@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from larr.config import ConfigError
@@ -51,6 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--date", help="log day to take the request from (default: the last)")
     p.add_argument("--spec", default="food_delivery", help="feature spec of the log")
     p.add_argument("--path", default="larr", choices=["larr", "llm"])
+    p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for /readyz first (default 0)")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("models", help="publish a trained model folder into a registry (no comparison)",
@@ -91,6 +93,16 @@ def cmd_score(args: argparse.Namespace) -> int:
     from serving.example import request_from_log
 
     body = request_from_log(Path(args.raw), load_spec(args.spec), args.date)
+    end = time.monotonic() + args.wait
+    while True:
+        try:
+            if httpx.get(f"{args.url}/readyz", timeout=5).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.monotonic() >= end:
+            raise ConfigError(f"{args.url} is not ready (GET /readyz); start it with `larr serve` or pass --wait")
+        time.sleep(1)
     r = httpx.post(f"{args.url}/score", params={"path": args.path}, json=body, timeout=60)
     print(json.dumps({"request": body, "status": r.status_code, "response": r.json()}, indent=2))
     return 0 if r.status_code == 200 else 1

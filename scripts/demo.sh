@@ -8,6 +8,7 @@
 #   5. Kafka (KRaft, local) + the event simulator + the consumer for a short window: freshness figures
 #   6. CTR: PLE vs LARR Complete, one seed (the whole comparison with baselines, ablations, 3 seeds and the
 #      sweeps: larr experiment paper --profile small --seeds 3 --out runs/small/paper, ~1 h on 2 cores)
+#   7. the scoring service on the LARR model: publish, serve, score one request from the log, print it
 # Usage: bash scripts/demo.sh [DATA_DIR] [RUN_DIR]   (defaults: data/small runs/small)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +39,14 @@ echo "[demo] streaming: sent $(cat "$RUN/stream_simulate.json")"
 
 $LARR experiment paper --profile small --seeds 1 --no-sweeps --models ple larr --data "$DATA" --llm "$RUN/llm" \
   --out "$RUN/ctr" -q
+# 7. the scoring service on the demo's LARR model: publish it, serve it, score one real request, print it
+$LARR ctr train --profile small --kind larr --data "$DATA" --out "$RUN/ctr_model" -q
+$LARR models publish --registry "$RUN/registry" --model "$RUN/ctr_model" --features "$DATA/features"
+$LARR serve --registry "$RUN/registry" --repo "$RUN/feature_repo" --port 8765 &
+SERVE=$!
+trap 'kill $SERVE 2>/dev/null || true' EXIT
+$LARR score --url http://127.0.0.1:8765 --raw "$DATA" --wait 180 | tee "$RUN/score_example.json"
+kill $SERVE
 echo "[demo] done: world in $DATA, job outputs in $DATA/jobs, LLM report $RUN/llm/report.md," \
      "recall report $RUN/recall/recall_report.md, streaming figures $RUN/stream_consume.json," \
-     "CTR report $RUN/ctr/report.md"
+     "CTR report $RUN/ctr/report.md, a scored request $RUN/score_example.json"

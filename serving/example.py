@@ -57,8 +57,9 @@ def read_log_day(raw: Path, spec: Spec, day: str | None = None) -> pd.DataFrame:
     return pd.read_parquet(part)
 
 
-def request_from_log(raw: Path, spec: Spec, day: str | None = None) -> dict[str, Any]:
-    """The first request of a log day (default: the last day)."""
+def request_from_log(raw: Path, spec: Spec, day: str | None = None, full_context: bool = True) -> dict[str, Any]:
+    """The first request of a log day (default: the last day), with the logged real-time values as the
+    request's own context (used only where the online scene state is missing or stale)."""
     log = read_log_day(raw, spec, day)
     first = log[log[spec.log.request] == log[spec.log.request].iloc[0]]
-    return requests_from_log(first, spec)[0]
+    return requests_from_log(first, spec, full_context)[0]
