@@ -227,29 +227,36 @@ def test_missing_or_stale_scene_state_falls_back_to_the_request_context(client, 
     assert not [f for f in fresh["fallbacks"] if f.startswith("scene_state")]
 
 
-def test_store_outage_is_503_and_recovers_by_itself(built: dict, sqlite_repo: Path, tmp_path: Path) -> None:
-    """The online store disappears (its SQLite file moved away) and comes back: per-request 503 with the
-    reason and /readyz 503 meanwhile, no crash, and 200 again once it is back -- all over real HTTP."""
-    repo = tmp_path / "repo"
-    shutil.copytree(sqlite_repo, repo)
-    yaml = (repo / "feature_store.yaml").read_text().replace(str(sqlite_repo), str(repo))
-    (repo / "feature_store.yaml").write_text(yaml)
-    db = repo / "online_store.db"
-    with LiveServer(create_app(_settings(built, repo))) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
-        assert c.get("/readyz").status_code == 200
-        assert c.post("/score", json=_body(built)).status_code == 200
-        db.rename(repo / "away.db")
-        db.mkdir()  # a folder where the database file was: every read fails
-        r = c.post("/score", json=_body(built))
-        assert r.status_code == 503 and "online store unreachable" in r.json()["detail"]
-        assert c.get("/readyz").status_code == 503
-        assert c.get("/healthz").status_code == 200
-        db.rmdir()
-        (repo / "away.db").rename(db)
-        assert c.get("/readyz").status_code == 200
-        assert c.post("/score", json=_body(built)).status_code == 200
-        metrics = c.get("/metrics").text
-        assert 'larr_score_requests_total{outcome="store_unavailable",path="larr"} 1.0' in metrics
+def test_store_outage_is_503_and_recovers_by_itself(built: dict) -> None:
+    """The Redis online store goes down and comes back: per-request 503 with the reason and /readyz 503
+    meanwhile, the process keeps serving /healthz, and requests succeed again once Redis is back -- over
+    real HTTP, against a real redis-server stopped and restarted."""
+    import os
+
+    env = dict(os.environ, REDIS_PORT="6393")
+    redis = ["bash", str(ROOT / "scripts" / "redis.sh")]
+    subprocess.run([*redis, "start"], check=True, env=env)
+    try:
+        repo = _repo(built, "repo_outage", "redis", "127.0.0.1:6393")
+        with LiveServer(create_app(_settings(built, repo))) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+            assert c.get("/readyz").status_code == 200
+            assert c.post("/score", json=_body(built)).status_code == 200
+            subprocess.run([*redis, "stop"], check=True, env=env)
+            r = c.post("/score", json=_body(built))
+            assert r.status_code == 503 and "online store unreachable" in r.json()["detail"], r.text
+            assert c.get("/readyz").status_code == 503
+            assert c.get("/healthz").status_code == 200
+            subprocess.run([*redis, "start"], check=True, env=env)
+            fsx.materialize(repo, datetime.fromisoformat(built["test_day"]) - timedelta(days=40), built["as_of"])
+            end = time.monotonic() + 20
+            while c.get("/readyz").status_code != 200:
+                assert time.monotonic() < end, "the service did not recover after Redis came back"
+                time.sleep(0.5)
+            assert c.post("/score", json=_body(built)).status_code == 200
+            metrics = c.get("/metrics").text
+            assert 'larr_score_requests_total{outcome="store_unavailable",path="larr"} 1.0' in metrics
+    finally:
+        subprocess.run([*redis, "stop"], check=False, env=env)
 
 
 def test_hot_reload_under_concurrent_requests_fails_none(built: dict, sqlite_repo: Path, tmp_path: Path) -> None:
@@ -294,7 +301,7 @@ def test_hot_reload_under_concurrent_requests_fails_none(built: dict, sqlite_rep
 
 def test_fuzzing_the_openapi_schema_finds_no_5xx(built: dict, sqlite_repo: Path) -> None:
     import schemathesis
-    from hypothesis import HealthCheck, settings
+    from hypothesis import HealthCheck, given, settings
 
     app = create_app(_settings(built, sqlite_repo))
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
@@ -303,7 +310,7 @@ def test_fuzzing_the_openapi_schema_finds_no_5xx(built: dict, sqlite_repo: Path)
         operation = op.ok()
 
         @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
-        @schemathesis.given(case=operation.as_strategy())
+        @given(case=operation.as_strategy())
         def check(case) -> None:
             r = case.call()
             if r.status_code >= 500:
