@@ -212,6 +212,10 @@ class CtrConfig(StrictModel):
     scene_heads: int = Field(4, ge=1, description="attention heads of the scene encoder")
     scene_ffn: int = Field(256, ge=8, description="feed-forward width of the scene encoder layer")
     scene_pooling: str = Field("agg", pattern="^(agg|mean)$", description="agg: the aggregation token's output")
+    min_scene_coverage: float = Field(
+        0.9, ge=0, le=1, description="least share of the training samples' scene keys that must have a vector "
+                                     "in the scene table (larr, noal); a key without one trains on the zero row. "
+                                     "The pipeline embeds the whole vocabulary: 100% on tiny and small")
     align_weight: float = Field(0.05, ge=0, description="paper: 0.05")
     align_temperature: float = Field(0.1, gt=0, le=10, description="paper: 0.1")
     align_negatives: int = Field(0, ge=0, description="0: every other sample of the batch is a negative (paper "

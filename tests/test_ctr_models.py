@@ -42,10 +42,11 @@ def test_scene_encoder_shapes_and_masking() -> None:
     assert not torch.allclose(enc(v2, torch.zeros_like(missing)), out)
 
 
-@pytest.mark.parametrize("kind", ["ple", "larr", "noal", "wdl", "deepfm"])
-def test_every_kind_runs_and_ctcvr_never_exceeds_ctr(kind: str) -> None:
+@pytest.mark.parametrize("kind, pooling", [("ple", "agg"), ("larr", "agg"), ("larr", "mean"), ("noal", "agg"),
+                                           ("noal", "mean"), ("wdl", "agg"), ("deepfm", "agg")])
+def test_every_kind_runs_and_ctcvr_never_exceeds_ctr(kind: str, pooling: str) -> None:
     torch.manual_seed(0)
-    model = CtrModel(kind, SIZES, 5, CtrConfig(emb_dim=8), scene_matrix=_matrix())
+    model = CtrModel(kind, SIZES, 5, CtrConfig(emb_dim=8, scene_pooling=pooling), scene_matrix=_matrix())
     b = _batch()
     out = model(b)
     assert out["p_ctr"].shape == (B,) and (out["p_ctcvr"] <= out["p_ctr"] + 1e-7).all()
@@ -53,8 +54,21 @@ def test_every_kind_runs_and_ctcvr_never_exceeds_ctr(kind: str) -> None:
     assert "align" not in model.eval()(b)  # never computed at serving time
     model.train()
     model.loss(b, out).backward()
-    assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad and "wide" not in n
-               and ("deep" in n or "body" in n or "emb" in n))
+    # Every trainable parameter learns from one batch -- the scene encoder's included: with agg pooling the
+    # layer is evaluated at the aggregation token only, but its attention reads every position (keys and
+    # values come from the same in_proj as the query) and the feed-forward block runs on that token, so no
+    # weight is left out.  Only the scene-vector table itself is frozen (the LLM's vectors).
+    trainable = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+    assert [n for n, g in trainable.items() if g is None or not bool(g.abs().sum() > 0)] == []
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    scene_kind = kind in ("larr", "noal")
+    assert frozen == ({"scene.weight"} if scene_kind else set())
+    encoder = [n for n in trainable if n.startswith("scene_encoder.")]
+    assert bool(encoder) == scene_kind
+    if scene_kind:  # the attention, both norms, the feed-forward block, the head and the aggregation token
+        for part in ("agg", "self_attn.in_proj_weight", "self_attn.out_proj.weight", "norm1", "norm2", "linear1",
+                     "linear2", "head"):
+            assert any(part in n for n in encoder), part
 
 
 def test_larr_learns_a_batch() -> None:

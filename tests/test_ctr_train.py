@@ -11,7 +11,7 @@ import torch
 from larr.config import CtrConfig
 from larr.ctr.artifact import build_model
 from larr.ctr.data import Preprocessor
-from training.ctr import CtrData, run_ctr
+from training.ctr import CtrData, run_ctr, slice_masks
 
 
 def test_tiny_ctr_run_writes_metrics_for_every_slice(tiny_world: Path, tiny_jobs: Path, tmp_path: Path) -> None:
@@ -21,8 +21,11 @@ def test_tiny_ctr_run_writes_metrics_for_every_slice(tiny_world: Path, tiny_jobs
     assert set(m) == {"all", "new_pois", "travellers", "rest"}
     assert m["new_pois"]["rows"] > 0 and m["travellers"]["rows"] > 0
     assert m["rest"]["rows"] + max(m["new_pois"]["rows"], m["travellers"]["rows"]) <= m["all"]["rows"]
-    for s in m.values():
-        assert s["oracle_ctr_auc"] > 0.5 and s["gauc_users_skipped"] >= 0
+    masks = slice_masks(d.spec, d.cols, d.test)
+    for name, s in m.items():
+        # GAUC skips exactly the users whose test clicks in the slice are all one class
+        clicks = d.test.loc[masks[name]].groupby("user_id")["click"].nunique()
+        assert s["oracle_ctr_auc"] > 0.5 and s["gauc_users_skipped"] == int((clicks == 1).sum()) > 0, name
     assert 0.5 < m["all"]["ctr_auc"] < m["all"]["oracle_ctr_auc"]
     assert r["train_samples_per_second"] > 0 and len(r["history"]["loss"]) > 0
     assert [v["epoch"] for v in r["history"]["valid"]] == [1, 2]

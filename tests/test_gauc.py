@@ -45,3 +45,31 @@ def test_hand_checked_and_degenerate_cases() -> None:
     assert np.isnan(gauc(np.array([1, 1]), np.array([0, 0]), np.array([0.1, 0.2]))[0])
     with pytest.raises(ValueError, match="equal length"):
         gauc(np.array([1]), np.array([0, 1]), np.array([0.1]))
+
+
+def test_evaluate_counts_the_users_gauc_skips_in_every_slice() -> None:
+    """``gauc_users_skipped`` of each slice is the number of users whose clicks in that slice are one class."""
+    import pandas as pd
+
+    from training.ctr import evaluate
+
+    rng = np.random.default_rng(4)
+    n = 3000
+    test = pd.DataFrame({"user_id": rng.integers(0, 200, n), "click": (rng.random(n) < 0.15).astype(int)})
+    test["order"] = test["click"] * (rng.random(n) < 0.3)
+    p = rng.random(n)
+    half = (test["user_id"] % 2 == 0).to_numpy()
+    out = evaluate(test, p, p / 2, {"all": np.ones(n, bool), "even": half, "odd": ~half})
+    for name, m in (("all", np.ones(n, bool)), ("even", half), ("odd", ~half)):
+        _, skipped = slow_gauc(test["user_id"].to_numpy()[m], test["click"].to_numpy()[m], p[m])
+        assert out[name]["gauc_users_skipped"] == skipped > 0, name
+
+
+def test_seed_statistics_are_the_mean_and_sample_std() -> None:
+    """The report's ``std`` over seeds is the sample standard deviation (ddof 1), 0 for one seed."""
+    from training.ctr_report import _stats
+
+    s = _stats([0.70, 0.72, 0.77])
+    assert s["mean"] == pytest.approx(0.73) and s["n"] == 3
+    assert s["std"] == pytest.approx(np.sqrt(((0.03**2) + (0.01**2) + (0.04**2)) / 2))
+    assert _stats([0.7])["std"] == 0.0

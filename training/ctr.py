@@ -177,13 +177,16 @@ class CtrData:
         return evaluate(self.test, p_ctr, p_ctcvr, slice_masks(self.spec, self.cols, self.test),
                         self.spec.has_conversion)
 
-    def scene(self, features: Path) -> SceneTable:
+    def scene(self, features: Path, min_coverage: float = 0.0) -> SceneTable:
+        """The scene table of ``features``; its coverage of the training keys is logged once and must reach
+        ``min_coverage`` (``ctr.min_scene_coverage``)."""
         key = str(features)
         if key not in self._scenes:
             path = features / "scene_value_embeddings.parquet"
             if not path.exists():
                 raise FileNotFoundError(f"{path} missing: run `larr embed --features {features}` first")
             self._scenes[key] = SceneTable(path)
+        self._scenes[key].require_coverage(self.train_files, min_coverage, self.spec.scene)
         return self._scenes[key]
 
 
@@ -220,7 +223,8 @@ def run_ctr(cfg: CtrConfig, kind: str, d: CtrData, seed: int, features: Path | N
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     local_batch(cfg.batch_size, dd.world, "ctr.batch_size")
-    scene = d.scene(features or d.features_root / "features") if kind in ("larr", "noal") else None
+    scene = (d.scene(features or d.features_root / "features", cfg.min_scene_coverage) if kind in ("larr", "noal")
+             else None)
     model = build_model(kind, cfg, d.prep, scene, d.cols, d.spec.has_conversion).to(dd.device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     stream = d.stream(d.train_files, scene, cfg.batch_size, shuffle=True, seed=seed, shuffle_buffer=cfg.shuffle_buffer,

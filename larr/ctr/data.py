@@ -4,8 +4,14 @@ the N scene-value vectors of each sample, streamed from parquet so data larger t
 * Vocabularies are fitted on the training split only; index 0 is padding, 1 is OOV, so an id first seen on
   the test day (a new POI, a new user) maps to OOV instead of crashing.
 * Counts are ``log1p``-ed, then every numeric column is standardised with training-split mean and std.
+  A missing value (NaN, or infinite) gets the training mean, i.e. the standardised value 0 -- "nothing
+  known", not a made-up raw 0 (which for a count would mean "never seen") -- and is never silent: ``fit``
+  logs the count per column over the training rows, ``numeric`` counts per column in
+  :attr:`Preprocessor.missing` and warns the first time a column has one.  A column with no value on any
+  training row has no mean and is refused.
 * ``scene_keys`` (from ``ctr_samples``) index rows of the scene-value embedding table; a key without a
-  vector maps to row 0, the zero vector.
+  vector maps to row 0, the zero vector.  :func:`scene_coverage` measures how many keys have a vector, and
+  training refuses a table that covers fewer than ``ctr.min_scene_coverage`` of the training keys.
 * :class:`CtrStream` is an ``IterableDataset`` over the parquet files of the requested splits, reading
   record batches (never a whole file set) and yielding ready-made tensor batches (paper: 2,400).
 """
@@ -13,6 +19,7 @@ the N scene-value vectors of each sample, streamed from parquet so data larger t
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +33,7 @@ import torch
 from larr.ctr.columns import CtrColumns
 
 PAD, OOV = 0, 1
+log = logging.getLogger("larr.ctr")
 
 
 def split_files(samples: Path, splits: tuple[str, ...], window: dict) -> list[Path]:
@@ -42,12 +50,16 @@ def split_files(samples: Path, splits: tuple[str, ...], window: dict) -> list[Pa
 
 @dataclass
 class Preprocessor:
-    """Fitted vocabularies and numeric statistics; JSON-serialisable so serving applies the same transform."""
+    """Fitted vocabularies and numeric statistics; JSON-serialisable so serving applies the same transform.
+
+    ``missing`` counts, per numeric column, the rows :meth:`numeric` has filled (NaN or infinite input) in
+    this process; it is not saved."""
 
     vocab: dict[str, dict[str, int]] = field(default_factory=dict)
     mean: dict[str, float] = field(default_factory=dict)
     std: dict[str, float] = field(default_factory=dict)
     counts: tuple[str, ...] = ()
+    missing: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def categorical_columns(self) -> list[str]:
@@ -64,6 +76,7 @@ class Preprocessor:
         seen: dict[str, set[str]] = {c: set() for c in categorical}
         s1 = dict.fromkeys(numeric, 0.0)
         s2 = dict.fromkeys(numeric, 0.0)
+        absent = dict.fromkeys(numeric, 0)  # training rows without a value, per column
         n = 0
         for f in files:
             names = pq.ParquetFile(f).schema_arrow.names
@@ -75,19 +88,33 @@ class Preprocessor:
                 df = batch.to_pandas()
                 for c in categorical:
                     seen[c].update(df[c].astype(str).unique())
-                x = _numeric(df, numeric, cols.counts)
+                x, miss = _numeric(df, numeric, cols.counts)
+                x = np.where(miss, 0.0, x)
                 for i, c in enumerate(numeric):
                     s1[c] += float(x[:, i].sum())
                     s2[c] += float((x[:, i] ** 2).sum())
+                    absent[c] += int(miss[:, i].sum())
                 n += len(df)
         if n == 0:
             raise ValueError("no training rows to fit the CTR preprocessor on")
+        empty = [c for c in numeric if absent[c] == n]
+        if empty:
+            raise ValueError(f"CTR numeric column(s) {empty} have no value (NaN or infinite) on any of the {n:,} "
+                             f"training rows of {len(files)} file(s), so they have no mean to standardise by: "
+                             "fix them in ctr_samples (`larr spark ctr_samples`) or drop them from the spec's ctr "
+                             "section")
+        for c in numeric:
+            if absent[c]:
+                log.warning("CTR numeric column %s: %s of %s training rows have no value (NaN or infinite); they "
+                            "get the training mean (standardised 0). Fix: give every row a value in ctr_samples",
+                            c, f"{absent[c]:,}", f"{n:,}")
         p = cls(counts=tuple(cols.counts))
         p.vocab = {c: {v: i + 2 for i, v in enumerate(sorted(seen[c]))} for c in categorical}
         for c in numeric:
-            m = s1[c] / n
+            k = n - absent[c]  # the mean and std of the rows that have a value
+            m = s1[c] / k
             p.mean[c] = m
-            p.std[c] = max(float(np.sqrt(max(s2[c] / n - m * m, 0.0))), 1e-6)
+            p.std[c] = max(float(np.sqrt(max(s2[c] / k - m * m, 0.0))), 1e-6)
         return p
 
     def sizes(self) -> dict[str, int]:
@@ -99,11 +126,23 @@ class Preprocessor:
                         axis=1)
 
     def numeric(self, df: pd.DataFrame) -> np.ndarray:
+        """[n, numeric columns] float32: standardised with the training mean and std; a missing value (NaN or
+        infinite) is the training mean, 0, counted in :attr:`missing` (warned the first time per column)."""
         cols = self.numeric_columns
-        x = _numeric(df, cols, self.counts)
+        x, miss = _numeric(df, cols, self.counts)
         mean = np.array([self.mean[c] for c in cols])
         std = np.array([self.std[c] for c in cols])
-        return ((x - mean) / std).astype(np.float32)
+        z = ((x - mean) / std).astype(np.float32)
+        if miss.any():
+            z[miss] = 0.0
+            for i in np.flatnonzero(miss.any(axis=0)):
+                c, k = cols[i], int(miss[:, i].sum())
+                if c not in self.missing:
+                    log.warning("CTR numeric feature %s: %s of %s rows have no value (NaN or infinite); they get "
+                                "the training mean (standardised 0); later ones are counted in "
+                                "Preprocessor.missing", c, f"{k:,}", f"{len(df):,}")
+                self.missing[c] = self.missing.get(c, 0) + k
+        return z
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps({"vocab": self.vocab, "mean": self.mean, "std": self.std,
@@ -115,11 +154,38 @@ class Preprocessor:
         return cls(d["vocab"], d["mean"], d["std"], tuple(d.get("counts", ())))
 
 
-def _numeric(df: pd.DataFrame, numeric: tuple[str, ...] | list[str], counts: tuple[str, ...]) -> np.ndarray:
+def _numeric(df: pd.DataFrame, numeric: tuple[str, ...] | list[str],
+             counts: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The numeric columns as float64 (counts clipped at 0 and ``log1p``-ed) and the mask of missing values
+    (NaN, null or infinite in the input; NaN in the first array)."""
     if not numeric:
-        return np.zeros((len(df), 0))
-    cols = [np.log1p(df[c].to_numpy(float).clip(min=0)) if c in counts else df[c].to_numpy(float) for c in numeric]
-    return np.nan_to_num(np.stack(cols, axis=1), nan=0.0)
+        return np.zeros((len(df), 0)), np.zeros((len(df), 0), bool)
+    raw = np.stack([df[c].to_numpy(dtype=float, na_value=np.nan) for c in numeric], axis=1)
+    miss = ~np.isfinite(raw)
+    x = np.where(miss, np.nan, raw)
+    for i, c in enumerate(numeric):
+        if c in counts:
+            x[:, i] = np.log1p(x[:, i].clip(min=0))
+    return x, miss
+
+
+@dataclass(frozen=True)
+class SceneCoverage:
+    """How many of the scene keys of some samples (every row, every field position) have a vector."""
+
+    keys: int
+    covered: int
+    per_position: tuple[float, ...]  # share covered at each of the N field positions
+
+    @property
+    def share(self) -> float:
+        return self.covered / self.keys if self.keys else 1.0
+
+    def describe(self, fields: list[str] | None = None) -> str:
+        names = fields if fields and len(fields) == len(self.per_position) else \
+            [f"#{i}" for i in range(len(self.per_position))]
+        per = ", ".join(f"{n} {v:.1%}" for n, v in zip(names, self.per_position, strict=True))
+        return f"{self.share:.1%} of {self.keys:,} scene keys have a vector (per field: {per})"
 
 
 class SceneTable:
@@ -128,8 +194,11 @@ class SceneTable:
     def __init__(self, embeddings: Path):
         df = pd.read_parquet(embeddings, columns=["scene_key", "embedding"])
         vectors = np.stack(df["embedding"].to_numpy()).astype(np.float32)
+        self.path = Path(embeddings)
         self.matrix = np.vstack([np.zeros((1, vectors.shape[1]), np.float32), vectors])
         self.index = pd.Series(np.arange(1, len(df) + 1), index=df["scene_key"].to_numpy())
+        self._coverage: dict[tuple[Path, ...], SceneCoverage] = {}
+        self._logged: set[tuple[Path, ...]] = set()
 
     @property
     def dim(self) -> int:
@@ -140,6 +209,42 @@ class SceneTable:
         flat = keys.reshape(-1)
         idx = self.index.reindex(flat).fillna(0).to_numpy(np.int64)
         return idx.reshape(keys.shape)
+
+    def coverage(self, files: list[Path]) -> SceneCoverage:
+        """The share of the scene keys of the ``ctr_samples`` files ``files`` that have a vector (streamed:
+        only the ``scene_keys`` column, a record batch at a time; computed once per file list)."""
+        cached = self._coverage.get(tuple(files))
+        if cached is not None:
+            return cached
+        hits: np.ndarray | None = None
+        rows = 0
+        for f in files:
+            for batch in pq.ParquetFile(f).iter_batches(columns=["scene_keys"], batch_size=65_536):
+                keys = np.stack(batch.column(0).to_numpy(zero_copy_only=False)).astype(np.int64)
+                if not len(keys):
+                    continue
+                found = (self.rows(keys) > 0).sum(axis=0)
+                hits = found if hits is None else hits + found
+                rows += len(keys)
+        per = tuple(float(h) / rows for h in hits) if hits is not None and rows else ()
+        cov = SceneCoverage(rows * len(per), int(hits.sum()) if hits is not None else 0, per)
+        self._coverage[tuple(files)] = cov
+        return cov
+
+    def require_coverage(self, files: list[Path], floor: float, fields: list[str] | None = None) -> SceneCoverage:
+        """Log the coverage of the training keys ``files`` hold (once per file list) and refuse a table below
+        ``floor`` (``ctr.min_scene_coverage``): a key without a vector silently trains on the zero row, so a
+        table embedded from another vocabulary, or half of one, would train a scene model on nothing."""
+        cov = self.coverage(files)
+        text = f"scene vectors {self.path}: {cov.describe(fields)} in {len(files)} training file(s)"
+        if cov.share < floor:
+            raise ValueError(f"{text}, below ctr.min_scene_coverage = {floor}: those keys would train on the zero "
+                             "vector. Fix: embed the scene vocabulary the samples were built from (`larr spark "
+                             "scene_vocab`, then `larr embed`), or lower ctr.min_scene_coverage")
+        if tuple(files) not in self._logged:
+            self._logged.add(tuple(files))
+            (log.warning if cov.share < 1 else log.info)(text)
+        return cov
 
 
 def id_dropout(cat: torch.Tensor, cols: list[int], p: float, global_rows: int | None = None,
