@@ -3,8 +3,9 @@
 """Feast definitions of the larr feature platform for the feature spec ``food_delivery``.
 
 Entities: user (user_id), poi (poi_id), scene_value (scene_key), region (region_id, real-time scene state).
-The offline parquet lives under ``LARR_FEATURE_DATA`` (default ``data/features`` at the repository root);
-``larr spark embed`` and ``larr features export`` write it.
+The offline parquet lives under ``LARR_FEATURE_DATA`` (default ``data/features`` at the repository root):
+``larr embed`` writes the embedding tables, ``larr features publish`` the statistics and the real-time scene
+history.
 """
 
 from __future__ import annotations
@@ -163,7 +164,7 @@ poi_profile = FeatureView(
     description="the poi's CTR columns, creation day (days since 1970-01-01) and scene-field keys",
 )
 
-# ----- LLM embeddings (larr spark embed)
+# ----- LLM embeddings (larr embed)
 user_embedding = FeatureView(
     name="user_embedding",
     entities=[user],

@@ -25,6 +25,10 @@ from larr.spec import Spec, load_spec
 
 REPO = Path(__file__).resolve().parents[1] / "feature_repo"
 RENDER_COMMAND = "larr features render-repo"
+# the commands the rendered file names as the writers of its parquet (tests/test_feast_repo_commands.py checks
+# every `larr ...` the rendering names against the CLI's parser)
+EMBED_COMMAND = "larr embed"
+PUBLISH_COMMAND = "larr features publish"
 # Feast value types of entity join keys and feature types of item columns, by spec column type.
 KEY_TYPES = {"int": "INT64", "string": "STRING"}
 FIELD_TYPES = {"int": "Int64", "float": "Float64", "string": "String", "bool": "Bool"}
@@ -196,8 +200,10 @@ def definitions_source(spec: Spec) -> str:
     if rt:
         entity_list += f", {rt.entity} ({rt.key}, real-time scene state)"
     doc = textwrap.fill(f"Entities: {entity_list}.  The offline parquet lives under ``LARR_FEATURE_DATA`` "
-                        "(default ``data/features`` at the repository root); ``larr spark embed`` and ``larr "
-                        "features export`` write it.", width=110, break_on_hyphens=False)
+                        f"(default ``data/features`` at the repository root): ``{EMBED_COMMAND}`` writes the "
+                        f"embedding tables, ``{PUBLISH_COMMAND}`` the statistics"
+                        + (" and the real-time scene history" if rt else "") + ".", width=110,
+                        break_on_hyphens=False)
     lines = [
         f"# Generated from the feature spec {spec.name!r} by `{RENDER_COMMAND}` (larr/feast_repo.py).",
         "# Do not edit by hand: change the spec and render again (a test keeps the shipped file in sync).",
@@ -263,7 +269,7 @@ def definitions_source(spec: Spec) -> str:
         _view(lines, name, user if role == "user" else item, "days=30", stat_sources[name], schema,
               _text(what[role]))
 
-    lines.append("# ----- LLM embeddings (larr spark embed)")
+    lines.append(f"# ----- LLM embeddings ({EMBED_COMMAND})")
     vec = [("embedding", "Array(Float32)"), ("encoder_version", "String")]
     _view(lines, emb["user"], user, "days=365", user_src, vec,
           _text(f"LLM embedding ({{EMBEDDING_DIM}}-d) of the {user}'s text ({', '.join(spec.embed.user)})",
