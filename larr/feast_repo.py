@@ -68,19 +68,25 @@ def scene_key_column(field: str) -> str:
     return f"key_{field}"
 
 
+def _item_field_types(spec: Spec, columns: list[str], where: str, what: str) -> list[tuple[str, str]]:
+    """``[(column, Feast type)]`` of item-table columns a view stores; a clear error for an unstorable type."""
+    out = []
+    for c in columns:
+        t = _column_type(spec, spec.item.table, c)
+        if t not in FIELD_TYPES:
+            raise ValueError(f"spec {spec.name}: {where}: column {c} is {t}; {what} must be one of "
+                             f"{', '.join(FIELD_TYPES)}")
+        out.append((c, FIELD_TYPES[t]))
+    return out
+
+
 def context_views(spec: Spec) -> dict[str, tuple[str, list[tuple[str, str]]]]:
     """``{view: (entity role, [(column, Feast type)])}`` of what the scorer reads per request besides the
     statistics: the user's scene-field keys of the day (``{user}_context``: profile texts, history texts
     rendered from rows strictly before the day) and the item's CTR columns, creation day (days since
     1970-01-01) and scene-field keys (``{item}_profile``).  Rows come from ``ctr_samples`` per entity and
     day (``larr.feature_store.export_stats``), so serving reads exactly what training read."""
-    item_types = []
-    for c in spec.ctr.item_columns:
-        t = _column_type(spec, spec.item.table, c)
-        if t not in FIELD_TYPES:
-            raise ValueError(f"spec {spec.name}: ctr.item_columns: column {c} is {t}; a served item column must "
-                             f"be one of {', '.join(FIELD_TYPES)}")
-        item_types.append((c, FIELD_TYPES[t]))
+    item_types = _item_field_types(spec, spec.ctr.item_columns, "ctr.item_columns", "a served item column")
     user_keys = [(scene_key_column(f), "Int64") for f in spec.scene if spec.fields[f].entity == "user"]
     item_keys = [(scene_key_column(f), "Int64") for f in spec.scene if spec.fields[f].entity == "item"]
     created = [("created_day", "Int64")] if spec.item.created else []
@@ -168,13 +174,8 @@ def _file_source(lines: list[str], stem: str) -> str:
 def definitions_source(spec: Spec) -> str:
     """The text of the Feast ``definitions.py`` of ``spec`` (deterministic: same spec, same text)."""
     user, item = spec.user_name, spec.item_name
-    item_cols = []
-    for c in spec.embed.item_columns:
-        t = _column_type(spec, spec.item.table, c)
-        if t not in FIELD_TYPES:
-            raise ValueError(f"spec {spec.name}: embed.item_columns: column {c} is {t}; a column stored "
-                             f"beside the item vector must be one of {', '.join(FIELD_TYPES)}")
-        item_cols.append((c, FIELD_TYPES[t]))
+    item_cols = _item_field_types(spec, spec.embed.item_columns, "embed.item_columns",
+                                  "a column stored beside the item vector")
     stats = stat_columns(spec)
     emb = embedding_views(spec)
     rt = spec.realtime
