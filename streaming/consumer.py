@@ -1,11 +1,28 @@
 """``larr stream consume``: keep each region's real-time scene state fresh in Feast's online store.
 
-Loop: poll a batch (consumer group, ``enable_auto_commit=False``) -> parse each message (bad ones go to the
-dead-letter topic with the error and their origin in headers) -> merge events into per-region state
-(newer-wins by event time, :mod:`larr.realtime.state`) -> push the changed regions' rows through Feast's push
-source -> flush the dead letters -> commit.  Offsets are committed only after the write, so a crash
-replays the uncommitted batch, and replays are harmless because merging is newer-wins.  SIGTERM finishes
-the batch, commits and closes.  Metrics go to the log and to a Prometheus text endpoint.
+Loop: poll a batch (consumer group, ``enable_auto_commit=False``) -> parse each message -> merge events into
+per-region state (newer-wins by event time, :mod:`larr.realtime.state`) -> push the changed regions' rows
+through Feast's push source -> wait for every dead letter's acknowledgement -> commit the batch's offsets.
+Offsets are committed only after the write and the dead letters are durable, so a crash replays the
+uncommitted batch, and replays are harmless because merging is newer-wins.  SIGTERM finishes the batch,
+commits and closes.  Metrics go to the log and to a Prometheus text endpoint.
+
+Two kinds of failure, kept apart because they call for opposite answers:
+
+* A failure of one message -- invalid (:class:`~larr.realtime.events.EventError`, including an event time
+  outside the :class:`~larr.realtime.events.TimeWindow`), or anything else its parse, merge or row write
+  raises -- sends that message, unchanged, to the dead-letter topic with the reason in its headers, and the
+  consumer moves on.  Stopping instead would meet the same message again after every restart, forever.
+  When a batch's write fails this way, the rows are written one by one and only the messages of the row
+  that still fails are dead-lettered.
+* An outage of the online store or the broker (:data:`OUTAGES`: connection errors, a locked or missing
+  SQLite file, a dead letter the broker did not acknowledge) is no message's fault: nothing is
+  dead-lettered and nothing committed; the batch is rewound, the state cache dropped, and the consumer
+  waits (backing off up to 15 s) and replays it.  A replay may send a dead letter twice.
+
+The per-region state cache is dropped whenever the group rebalances (:class:`_DropStateOnRebalance`): a
+partition that comes back may have been written meanwhile by another member, so states are read again from
+the online store before the next merge.
 
 Feast's Redis store drops a write whose row timestamp is not newer than the stored one.  A row merges
 several groups with their own event times, and an update to one group can be newer for that group yet older
@@ -21,23 +38,31 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+import redis.exceptions
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import CommitFailedError, KafkaError
+from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from larr.feast_repo import REALTIME_PUSH, REALTIME_VIEW
-from larr.realtime.events import EventError, parse_event
+from larr.realtime.events import EventError, TimeWindow, key_type, parse_event
 from larr.realtime.state import KeyMapper, RegionState, scene_schema, state_columns, state_frame
 from larr.spec import Spec, load_spec
 
 log = logging.getLogger("larr.stream")
 VIEW = REALTIME_VIEW
 PUSH_SOURCE = REALTIME_PUSH
+# Failures of the online store or the broker, not of a message: they pause the consumer, never dead-letter.
+OUTAGES: tuple[type[BaseException], ...] = (OSError, sqlite3.OperationalError, redis.exceptions.ConnectionError,
+                                            redis.exceptions.TimeoutError, KafkaError)
+MAX_BACKOFF_S = 15.0
 
 
 @dataclass
@@ -54,8 +79,8 @@ class ConsumerConfig:
     known_keys: Path | None = None  # scene_value_embeddings.parquet: keys that have vectors
     backlog: Path | None = None  # where values without a vector are recorded (JSON lines)
     spec: str = "food_delivery"  # feature spec (built-in name or YAML path) whose ``realtime`` section is served
-    max_clock_skew_s: float = 300.0  # event_time later than now + this: dead-lettered (config stream.*)
-    max_event_age_s: float = 7 * 86400.0  # event_time earlier than now - this: dead-lettered
+    max_clock_skew_s: float = TimeWindow.max_skew_s  # event_time later than now + this: dead-lettered
+    max_event_age_s: float = TimeWindow.max_age_s  # earlier than now - this: dead-lettered (config stream.*)
     dead_letter_timeout_s: float = 30.0  # how long a dead-letter send may take to be acknowledged
 
     @property
@@ -73,6 +98,8 @@ class Metrics:
         self.written = Counter("larr_stream_rows_written", "region rows written to the online store", registry=r)
         self.dead = Counter("larr_stream_dead_lettered", "messages sent to the dead-letter topic", registry=r)
         self.stale = Counter("larr_stream_stale_events", "events older than the state (ignored)", registry=r)
+        self.outages = Counter("larr_stream_outages", "batches rewound because the store or broker failed",
+                               registry=r)
         self.lag = Gauge("larr_stream_lag", "messages behind the end of the topic", registry=r)
         self.freshness = Histogram("larr_stream_freshness_seconds", "event time to online write",
                                    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300), registry=r)
@@ -86,9 +113,69 @@ class Metrics:
 
 
 def _known_keys(path: Path | None) -> set[int] | None:
-    if path is None or not Path(path).exists():
+    """The keys that have vectors; None (every key counts as known) only when no file is given: a missing
+    file is an error, since silently treating every key as known would disable the fallback and the backlog."""
+    if path is None:
         return None
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"known keys {path}: no such file (the scene_value_embeddings.parquet of "
+                                "`larr embed`)")
     return set(pd.read_parquet(path, columns=["scene_key"])["scene_key"].astype("int64"))
+
+
+@dataclass
+class Batch:
+    """One poll's messages and what they did.  The metrics take its counts only once it is committed, so a
+    batch rewound after an outage and replayed is counted once."""
+
+    records: list[Any]
+    first: dict[TopicPartition, int]  # first offset per partition: where a rewound batch is replayed from
+    last: dict[TopicPartition, int]  # last offset per partition: the commit is last + 1
+    changed: dict[Any, list[Any]] = field(default_factory=dict)  # key -> the messages that changed its state
+    dead: list[tuple[Any, Any]] = field(default_factory=list)  # (message, the dead-letter send's future)
+    stale: int = 0
+
+    @classmethod
+    def of(cls, polled: dict[TopicPartition, list[Any]]) -> Batch:
+        parts = {tp: msgs for tp, msgs in polled.items() if msgs}
+        return cls([m for msgs in parts.values() for m in msgs], {tp: msgs[0].offset for tp, msgs in parts.items()},
+                   {tp: msgs[-1].offset for tp, msgs in parts.items()})
+
+
+class _DropStateOnRebalance(ConsumerRebalanceListener):
+    """Marks the state cache stale on every revocation and assignment.
+
+    A partition this member gets (back) may have been consumed by another member meanwhile, which wrote newer
+    states for its regions; merging into a cached state would overwrite them with old groups.  Nothing needs
+    committing on revocation: every batch is committed before the next ``poll()``, the only place kafka-python
+    rebalances.  The listener only sets a flag (callbacks run on kafka-python's IO thread); the consumer drops
+    the cache right after the poll, before it merges anything."""
+
+    def __init__(self, owner: SceneStateConsumer):
+        self.owner = owner
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self.owner.rebalanced = True
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.owner.rebalanced = True
+
+
+def _null_uniform(rows: pd.DataFrame) -> list[pd.DataFrame]:
+    """``rows`` split so that each Int64 column of a part is all present or all missing.  Feast serialises a
+    pushed column through ``to_numpy()``, which turns an int64 column with a missing value into float64 and
+    rounds every key above 2**53 in it (a region whose row lacks one group would corrupt the keys of the
+    others in the same push)."""
+    ints = [c for c in rows.columns if str(rows[c].dtype) == "Int64"]
+    groups: dict[bytes, list[int]] = {}
+    for i, missing in enumerate(rows[ints].isna().to_numpy()):
+        groups.setdefault(missing.tobytes(), []).append(i)
+    return [rows.iloc[idx].reset_index(drop=True) for idx in groups.values()]
+
+
+def _reason(err: BaseException) -> str:
+    """Dead-letter reason: a validation error's own text, else the exception type and text."""
+    return str(err) if isinstance(err, EventError) else f"{type(err).__name__}: {err}"
 
 
 class SceneStateConsumer:
@@ -103,15 +190,19 @@ class SceneStateConsumer:
         self.spec = spec if spec is not None else load_spec(cfg.spec)
         self.schema = scene_schema(self.spec)  # refuses a spec without realtime
         self.columns = state_columns(self.spec)
+        self.window = TimeWindow(cfg.max_clock_skew_s, cfg.max_event_age_s)
+        self.mapper = KeyMapper(self.spec, _known_keys(cfg.known_keys))
         self.store = store(repo)
         self.metrics = Metrics()
-        self.mapper = KeyMapper(self.spec, _known_keys(cfg.known_keys))
         self.states: dict[Any, RegionState] = {}
+        self.rebalanced = False  # set by the rebalance listener: drop ``states`` before the next merge
+        self.outages = 0  # consecutive rewound batches (backoff)
         self.stopping = False
         self.consumer = KafkaConsumer(
-            cfg.topic, bootstrap_servers=cfg.bootstrap, group_id=cfg.group, enable_auto_commit=False,
+            bootstrap_servers=cfg.bootstrap, group_id=cfg.group, enable_auto_commit=False,
             auto_offset_reset="earliest", max_poll_records=cfg.max_records, client_id="larr-stream",
             reconnect_backoff_max_ms=2000, request_timeout_ms=30000)
+        self.consumer.subscribe([cfg.topic], listener=_DropStateOnRebalance(self))
         self.producer = KafkaProducer(bootstrap_servers=cfg.bootstrap, acks="all", retries=10, linger_ms=5)
 
     # -- state ---------------------------------------------------------------------------------------
@@ -128,7 +219,8 @@ class SceneStateConsumer:
         rows["event_timestamp"] = pd.Timestamp.now(tz="UTC")  # the write time; see the module docstring
         from feast.data_source import PushMode
 
-        self.store.push(PUSH_SOURCE, rows, to=PushMode.ONLINE)
+        for part in _null_uniform(rows):
+            self.store.push(PUSH_SOURCE, part, to=PushMode.ONLINE)
         now = time.time()
         for r in regions:
             age = now - self.states[r].event_ms / 1000
@@ -136,12 +228,12 @@ class SceneStateConsumer:
             self.metrics.freshness_values.append(age)
         self.metrics.written.inc(len(regions))
 
-    def _dead_letter(self, msg: Any, reason: str) -> None:
-        headers = [("error", reason.encode()[:1000]), ("origin_topic", msg.topic.encode()),
+    def _dead_letter(self, batch: Batch, msg: Any, reason: str) -> None:
+        """Send ``msg`` unchanged to the dead-letter topic; its future is kept so the commit can wait for it."""
+        headers = [("error", reason.encode(errors="replace")[:1000]), ("origin_topic", msg.topic.encode()),
                    ("origin_partition", str(msg.partition).encode()), ("origin_offset", str(msg.offset).encode())]
-        self.producer.send(self.cfg.dlq, key=msg.key, value=msg.value, headers=headers)
-        self.metrics.dead.inc()
-        log.warning("dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, reason)
+        batch.dead.append((msg, self.producer.send(self.cfg.dlq, key=msg.key, value=msg.value, headers=headers)))
+        log.warning("dead-lettering %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, reason)
 
     def _lag(self) -> int:
         """Messages of the topic not yet committed by the group (all partitions, assigned or not)."""
@@ -164,64 +256,160 @@ class SceneStateConsumer:
                 if key not in seen:
                     f.write(json.dumps({"key": key, "field": fld, "text": text, "first_seen": time.time()}) + "\n")
 
+    # -- one batch -----------------------------------------------------------------------------------
+    def _merge(self, batch: Batch, msg: Any) -> None:
+        """Parse one message and merge it into its key's state; any failure of its own dead-letters it."""
+        try:
+            ev = parse_event(msg.value, self.spec, self.window)
+            if self.mapper.apply(self._state(ev.key), ev):
+                batch.changed.setdefault(ev.key, []).append(msg)
+            else:
+                batch.stale += 1
+        except OUTAGES:
+            raise
+        except Exception as err:  # noqa: BLE001 -- whatever this one message caused, it must not stop the stream
+            self._dead_letter(batch, msg, _reason(err))
+
+    def _write_changed(self, batch: Batch) -> None:
+        """Write the changed rows in one push; if that fails for a reason other than an outage, row by row, and
+        dead-letter the messages of a row that still fails (its cached state is dropped: the store's stands)."""
+        if not batch.changed:
+            return
+        try:
+            self._write(set(batch.changed))
+            return
+        except OUTAGES:
+            raise
+        except Exception as err:  # noqa: BLE001
+            log.warning("writing %d rows failed (%s): writing them one by one", len(batch.changed), _reason(err))
+        for key, msgs in batch.changed.items():
+            try:
+                self._write({key})
+            except OUTAGES:
+                raise
+            except Exception as err:  # noqa: BLE001
+                self.states.pop(key, None)
+                for msg in msgs:
+                    self._dead_letter(batch, msg, f"online write of {self.schema.key}={key!r} failed: {_reason(err)}")
+
+    def _await_dead_letters(self, batch: Batch) -> None:
+        """Block until the broker acknowledged every dead letter of the batch (``flush()`` alone does not raise
+        when a send failed); a failure raises a :class:`KafkaError`, an outage, so nothing is committed."""
+        for msg, future in batch.dead:
+            try:
+                future.get(timeout=self.cfg.dead_letter_timeout_s)
+            except KafkaError as err:
+                log.error("dead letter of %s[%d]@%d not acknowledged by %s (%s): not committing", msg.topic,
+                          msg.partition, msg.offset, self.cfg.dlq, _reason(err))
+                raise
+
+    def _process(self, batch: Batch) -> None:
+        for msg in batch.records:
+            self._merge(batch, msg)
+        self._write_changed(batch)
+        self._await_dead_letters(batch)
+        self._flush_backlog()
+
+    def _commit(self, batch: Batch) -> None:
+        """Commit the batch's offsets, then count it.  A commit refused because the group rebalanced leaves the
+        batch to the partitions' new owner (a harmless replay)."""
+        offsets = {tp: OffsetAndMetadata(last + 1, None, -1) for tp, last in batch.last.items()}
+        try:
+            self.consumer.commit(offsets)
+        except CommitFailedError as err:
+            log.warning("commit refused (the group rebalanced; the new owner replays the batch): %s", err)
+            self.states.clear()
+            return
+        self.outages = 0
+        m = self.metrics
+        m.consumed.inc(len(batch.records))
+        m.dead.inc(len(batch.dead))
+        m.stale.inc(batch.stale)
+
+    def _rewind(self, batch: Batch, err: BaseException) -> None:
+        """An outage: commit nothing, forget the cached states (the store holds what was written), seek back to
+        the batch's first offsets and wait before the replay."""
+        self.outages += 1
+        self.metrics.outages.inc()
+        delay = min(MAX_BACKOFF_S, 0.5 * 2 ** (self.outages - 1))
+        log.error("online store or broker outage (%s): batch of %d not committed; replaying it in %.1f s",
+                  _reason(err), len(batch.records), delay)
+        self.states.clear()
+        assigned = self.consumer.assignment()
+        for tp, first in batch.first.items():
+            if tp in assigned:
+                self.consumer.seek(tp, first)
+        until = time.time() + delay
+        while not self.stopping and time.time() < until:
+            time.sleep(0.1)
+
+    def step(self) -> int:
+        """Poll and process one batch; the number of messages it held (0: nothing arrived)."""
+        polled = self.consumer.poll(timeout_ms=self.cfg.poll_ms, max_records=self.cfg.max_records)
+        if self.rebalanced:
+            self.rebalanced = False
+            self.states.clear()
+        batch = Batch.of(polled)
+        if not batch.records:
+            return 0
+        try:
+            self._process(batch)
+            self._commit(batch)
+        except OUTAGES as err:
+            self._rewind(batch, err)
+        return len(batch.records)
+
     # -- loop ----------------------------------------------------------------------------------------
     def stop(self, *_: Any) -> None:
         log.info("stop requested: finishing the current batch")
         self.stopping = True
 
+    def _check_store(self) -> None:
+        """Read one key before consuming: a repo without the view (or a store that cannot be read at all) must
+        stop the consumer here, not dead-letter every message as if each were at fault."""
+        probe = 0 if key_type(self.spec) == "int" else ""
+        try:
+            self.store.get_online_features(features=[f"{VIEW}:{f}" for f in self.columns],
+                                           entity_rows=[{self.schema.key: probe}]).to_dict()
+        except OUTAGES as err:  # down for now: the loop waits for it like for any outage
+            log.error("online store unavailable at start (%s): consuming anyway, batches wait for it", _reason(err))
+
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
+        self._check_store()
         if cfg.metrics_port:
             start_http_server(cfg.metrics_port, addr="127.0.0.1", registry=self.metrics.registry)
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
-        started = last_msg = time.time()
-        last_log = started
+        started = last_msg = last_log = time.time()
         while not self.stopping:
-            batch = self.consumer.poll(timeout_ms=cfg.poll_ms, max_records=cfg.max_records)
+            n = self.step()
             now = time.time()
-            if not batch:
-                if not self.consumer.assignment():  # still joining the group (e.g. a dead member's session
-                    last_msg = now                 # must time out first): not idle yet
-                if cfg.max_idle_seconds is not None and now - last_msg > cfg.max_idle_seconds:
-                    break
-                if cfg.max_seconds is not None and now - started > cfg.max_seconds:
-                    break
-                continue
-            last_msg = now
-            changed: set[Any] = set()
-            for records in batch.values():
-                for msg in records:
-                    self.metrics.consumed.inc()
-                    try:
-                        ev = parse_event(msg.value, self.spec)
-                    except EventError as err:
-                        self._dead_letter(msg, str(err))
-                        continue
-                    if self.mapper.apply(self._state(ev.key), ev):
-                        changed.add(ev.key)
-                    else:
-                        self.metrics.stale.inc()
-            if changed:
-                self._write(changed)
-            self.producer.flush()
-            self._flush_backlog()
-            self.consumer.commit()  # only after the write and the dead letters are durable
-            if now - last_log > 5:
-                self.metrics.lag.set(self._lag())
-                m = self.metrics
-                log.info("consumed %d, written %d, dead-lettered %d, lag %d", m.value("consumed"),
-                         m.value("rows_written"), m.value("dead_lettered"), m.value("lag"))
-                last_log = now
+            if n or not self.consumer.assignment():  # still joining the group (e.g. a dead member's session
+                last_msg = now                       # must time out first): not idle yet
+            if cfg.max_idle_seconds is not None and now - last_msg > cfg.max_idle_seconds:
+                break
             if cfg.max_seconds is not None and now - started > cfg.max_seconds:
                 break
+            if now - last_log > 5:
+                self._log_progress()
+                last_log = now
+        self.close()
+        return self.summary(time.time() - started)
+
+    def _log_progress(self) -> None:
+        self.metrics.lag.set(self._lag())
+        m = self.metrics
+        log.info("consumed %d, written %d, dead-lettered %d, lag %d", m.value("consumed"),
+                 m.value("rows_written"), m.value("dead_lettered"), m.value("lag"))
+
+    def close(self) -> None:
+        """Leave the group and close the clients.  Nothing is committed here: every processed batch already
+        is, and a batch rewound after an outage must not be."""
         self.producer.flush()
-        self._flush_backlog()
-        self.consumer.commit()
         self.metrics.lag.set(self._lag())
         self.consumer.close(autocommit=False)
         self.producer.close()
-        return self.summary(time.time() - started)
 
     def summary(self, seconds: float) -> dict[str, Any]:
         import numpy as np
@@ -230,7 +418,7 @@ class SceneStateConsumer:
         m = self.metrics
         return {"consumed": m.value("consumed"), "written": m.value("rows_written"),
                 "dead_lettered": m.value("dead_lettered"), "stale": m.value("stale_events"),
-                "lag": m.value("lag"), "seconds": round(seconds, 2),
+                "outages": m.value("outages"), "lag": m.value("lag"), "seconds": round(seconds, 2),
                 "freshness_p50_s": float(np.nanpercentile(f, 50)), "freshness_p99_s": float(np.nanpercentile(f, 99)),
                 "backlog": len(self.mapper.backlog)}
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -124,23 +126,107 @@ def test_ten_thousand_events_final_state_is_the_newest(repo: Path, kafka_bootstr
     assert fully_committed(kafka_bootstrap, topic, f"g-{topic}")
 
 
-def test_sigkill_mid_batch_loses_nothing(repo: Path, kafka_bootstrap: str, tiny_world: Path) -> None:
-    topic = "t-kill"
-    sent = simulate(kafka_bootstrap, topic, tiny_world, rate=0, count=8_000, seed=2)
-    proc = consume(repo, kafka_bootstrap, topic, "--max-records", "20", wait=False, idle=30)
-    deadline = time.time() + 120
+def produce_scrambled(bootstrap: str, topic: str, n: int, regions: range, seed: int) -> None:
+    """``n`` valid events over ``regions`` whose event times are a random permutation (100 ms apart, the
+    newest an hour ago): each (region, group)'s newest event lies anywhere in the stream and is followed by
+    older ones.  With wall-clock times the newest event per key is the last one, so a write lost after its
+    offset was committed would be repaired by a later event; here nothing repairs it."""
+    from kafka import KafkaProducer
+
+    ensure_topics(bootstrap, [topic, f"{topic}.dlq"])
+    rng = random.Random(seed)
+    base = datetime.now(UTC) - timedelta(hours=1) - timedelta(milliseconds=100 * n)
+    order = rng.sample(range(n), n)
+    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    for i in range(n):
+        region, kind = rng.choice(regions), rng.choice(["weather", "time_slot", "region_context"])
+        payload = {"weather": lambda: {"condition": rng.choice(["sunny", "heavy rain", "snow"]),
+                                       "temperature_c": round(rng.uniform(-10, 40), 1)},
+                   "time_slot": lambda: {"hour": rng.randrange(24)},
+                   "region_context": lambda: {"day_type": rng.choice(["weekday", "weekend", "holiday"])}}[kind]()
+        when = base + timedelta(milliseconds=100 * order[i])
+        p.send(topic, key=str(region).encode(), value=make_event(kind, region, when, **payload))
+    p.flush()
+    p.close()
+
+
+def newest_events(bootstrap: str, topic: str, upto: dict[int, int] | None = None) -> dict:
+    """The newest event per (region, group) among the topic's messages below ``upto`` (offset per partition;
+    None: all of them), as ``assert_state_is_newest`` takes it."""
+    from kafka import TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    parts = [TopicPartition(topic, p) for p in c.partitions_for_topic(topic)]
+    c.assign(parts)
+    c.seek_to_beginning(*parts)
+    ends = c.end_offsets(parts)
+    groups = {name: ev.group for name, ev in SPEC.realtime.events.items()}
+    newest: dict = {}
+    while any(c.position(tp) < ends[tp] for tp in parts):
+        for tp, msgs in c.poll(timeout_ms=1000).items():
+            for m in msgs:
+                if upto is not None and m.offset >= upto.get(tp.partition, 0):
+                    continue
+                ev = parse_event(m.value, SPEC)
+                k = (ev.key, groups[ev.type])
+                if k not in newest or ev.event_ms > newest[k][0]:
+                    newest[k] = (ev.event_ms, ev.payload)
+    c.close()
+    return newest
+
+
+def assert_committed_events_are_written(repo: Path, bootstrap: str, topic: str, group: str) -> None:
+    """Every event below the group's committed offsets is in the online store: its (region, group) holds it or
+    a newer one.  A consumer that commits before it writes fails this when stopped between the two."""
+    newest = newest_events(bootstrap, topic, committed_offsets(bootstrap, topic, group))
+    state = online_state(repo, sorted({r for r, _ in newest}))
+    behind = [(k, ms, state[k[0]][f"{k[1]}_ts"]) for k, (ms, _) in newest.items()
+              if (state[k[0]][f"{k[1]}_ts"] or -1) < ms]
+    assert not behind, f"{len(behind)} committed events are not in the online store, e.g. {behind[:3]}"
+    assert_state_is_newest(repo, {k: v for k, v in newest.items() if state[k[0]][f"{k[1]}_ts"] == v[0]})
+
+
+@contextmanager
+def writes_paused(redis_url: str, seconds: float):
+    """Redis answers reads but holds every write (CLIENT PAUSE WRITE) for up to ``seconds``: a consumer that
+    reaches its write waits there, so a signal sent meanwhile lands between its merge and its write."""
+    import redis
+
+    host, port = redis_url.split(":")
+    r = redis.Redis(host=host, port=int(port))
+    r.execute_command("CLIENT", "PAUSE", int(seconds * 1000), "WRITE")
+    try:
+        yield
+    finally:
+        r.execute_command("CLIENT", "UNPAUSE")
+        r.close()
+
+
+def wait_committed(bootstrap: str, topic: str, group: str, at_least: int, timeout: float = 120) -> int:
+    deadline = time.time() + timeout
     while time.time() < deadline:
-        done = sum(committed_offsets(kafka_bootstrap, topic, f"g-{topic}").values())
-        if done > 200:
-            break
+        done = sum(committed_offsets(bootstrap, topic, group).values())
+        if done >= at_least:
+            return done
         time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    assert 0 < sum(committed_offsets(kafka_bootstrap, topic, f"g-{topic}").values()) < 8_000, "killed mid-stream"
-    summary = consume(repo, kafka_bootstrap, topic)
-    assert summary["lag"] == 0
-    assert_state_is_newest(repo, sent["newest"])
-    assert fully_committed(kafka_bootstrap, topic, f"g-{topic}")
+    raise AssertionError(f"the consumer committed fewer than {at_least} messages in {timeout} s")
+
+
+def test_sigkill_never_leaves_a_committed_event_unwritten(repo: Path, kafka_bootstrap: str, redis_url: str) -> None:
+    topic, group, n = "t-kill", "g-t-kill", 6_000
+    produce_scrambled(kafka_bootstrap, topic, n, range(1000, 1400), seed=2)
+    proc = consume(repo, kafka_bootstrap, topic, "--max-records", "20", wait=False, idle=30)
+    wait_committed(kafka_bootstrap, topic, group, 300)
+    with writes_paused(redis_url, 30):  # checked before any write can resume
+        time.sleep(1.5)  # the consumer has merged a batch and waits in its write
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert 0 < sum(committed_offsets(kafka_bootstrap, topic, group).values()) < n, "killed mid-stream"
+        assert_committed_events_are_written(repo, kafka_bootstrap, topic, group)
+    summary = consume(repo, kafka_bootstrap, topic)  # the restart replays the uncommitted rest
+    assert summary["lag"] == 0 and summary["dead_lettered"] == 0
+    assert_state_is_newest(repo, newest_events(kafka_bootstrap, topic))
+    assert fully_committed(kafka_bootstrap, topic, group)
 
 
 def test_malformed_events_go_to_the_dead_letter_topic(repo: Path, kafka_bootstrap: str, tiny_world: Path) -> None:
@@ -202,17 +288,22 @@ def test_broker_restart_is_survived(repo: Path, kafka_bootstrap: str, tiny_world
     assert fully_committed(kafka_bootstrap, topic, f"g-{topic}")
 
 
-def test_sigterm_finishes_the_batch_and_commits(repo: Path, kafka_bootstrap: str, tiny_world: Path) -> None:
-    topic = "t-term"
-    simulate(kafka_bootstrap, topic, tiny_world, rate=0, count=3_000, seed=6)
-    proc = consume(repo, kafka_bootstrap, topic, wait=False, idle=600)
-    deadline = time.time() + 120
-    while not fully_committed(kafka_bootstrap, topic, f"g-{topic}") and time.time() < deadline:
-        time.sleep(0.3)
-    proc.send_signal(signal.SIGTERM)
+def test_sigterm_finishes_the_batch_in_flight(repo: Path, kafka_bootstrap: str, redis_url: str) -> None:
+    topic, group, n = "t-term", "g-t-term", 6_000
+    produce_scrambled(kafka_bootstrap, topic, n, range(2000, 2400), seed=6)
+    proc = consume(repo, kafka_bootstrap, topic, "--max-records", "20", wait=False, idle=600)
+    wait_committed(kafka_bootstrap, topic, group, 300)
+    with writes_paused(redis_url, 10):
+        time.sleep(1.5)  # a batch is merged but not written, so not committed
+        before = sum(committed_offsets(kafka_bootstrap, topic, group).values())
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err[-2000:]
-    assert json.loads(out.strip().splitlines()[-1])["lag"] == 0
+    after = sum(committed_offsets(kafka_bootstrap, topic, group).values())
+    assert before < after < n, "the batch in flight at SIGTERM is written and committed, then the consumer stops"
+    assert json.loads(out.strip().splitlines()[-1])["consumed"] == after
+    assert_committed_events_are_written(repo, kafka_bootstrap, topic, group)
 
 
 def test_value_without_a_vector_falls_back_to_a_band_and_is_backlogged(sqlite_repo: Path, kafka_bootstrap: str,

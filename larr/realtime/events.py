@@ -5,6 +5,10 @@ so one key's events stay ordered in one partition.  Common fields: ``schema_vers
 event type of ``realtime.events``), the key column (its log type, int or string) and ``event_time``
 (ISO-8601; naive means UTC); then each payload key of the type, typed (``int``, ``float``, ``string``; a
 bool is not a number), within its declared ``allowed`` set and ``ranges`` (NaN and infinities never pass).
+An ``int`` (key or payload) must fit int64 and a string must be valid UTF-8, because the online store holds
+them as such: a value that parses but cannot be stored would otherwise fail only at the write.  With a
+:class:`TimeWindow` (the consumer always gives one) an ``event_time`` too far ahead of the clock or too old
+is refused too: under newer-wins one event dated 9999-12-31 would freeze its key's state forever.
 ``docs/streaming-events.md`` is :func:`events_markdown` of the shipped spec (a test keeps them equal):
 
     python -m larr.realtime.events   # rewrites docs/streaming-events.md
@@ -15,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +28,7 @@ from larr.spec import DEFAULT_SPEC, EventSpec, RealtimeSpec, Spec, SpecError, lo
 SCHEMA_VERSION = 1
 COMMON_FIELDS = ("schema_version", "type", "event_time")
 PYTHON_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "string": (str,)}
+INT64 = (-(2**63), 2**63 - 1)  # the online store's Int64: a bigger int parses but cannot be stored
 DOC = Path(__file__).resolve().parents[2] / "docs" / "streaming-events.md"
 
 
@@ -41,6 +46,31 @@ class SceneEvent:
     @property
     def event_ms(self) -> int:
         return int(self.event_time.timestamp() * 1000)
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    """The event times a consumer accepts, relative to its own clock: at most ``max_skew_s`` ahead (producers'
+    clocks drift, but an event from the future would win every newer-wins merge until that time comes) and at
+    most ``max_age_s`` behind (an event that old is a replay or a stuck producer, not the current scene)."""
+
+    max_skew_s: float = 300.0
+    max_age_s: float = 7 * 86400.0
+
+    def check(self, when: datetime, now: datetime | None = None) -> None:
+        """Raise :class:`EventError` naming the bound when ``when`` lies outside the window around ``now``."""
+        now = now or datetime.now(UTC)
+        if when > now + timedelta(seconds=self.max_skew_s):
+            raise EventError(f"event_time {when.isoformat()} is {_span(when - now)} ahead of the consumer's clock "
+                             f"(max clock skew {_span(timedelta(seconds=self.max_skew_s))})")
+        if when < now - timedelta(seconds=self.max_age_s):
+            raise EventError(f"event_time {when.isoformat()} is {_span(now - when)} old (max event age "
+                             f"{_span(timedelta(seconds=self.max_age_s))})")
+
+
+def _span(d: timedelta) -> str:
+    s = d.total_seconds()
+    return f"{s / 86400:.1f} days" if s >= 86400 else f"{s:.0f} s"
 
 
 def realtime_of(spec: Spec) -> RealtimeSpec:
@@ -80,6 +110,13 @@ def _require(obj: dict[str, Any], name: str, kinds: tuple[type, ...]) -> Any:
     value = obj[name]
     if isinstance(value, bool) or not isinstance(value, kinds):
         raise EventError(f"field '{name}' must be {'/'.join(k.__name__ for k in kinds)}, got {type(value).__name__}")
+    if isinstance(value, int) and not INT64[0] <= value <= INT64[1]:
+        raise EventError(f"field '{name}' out of range: {value} does not fit int64")
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise EventError(f"field '{name}' is not valid UTF-8 (a lone surrogate escape)") from None
     return value
 
 
@@ -89,7 +126,7 @@ def check_payload(ev: EventSpec, obj: dict[str, Any]) -> dict[str, Any]:
     for name, kind in ev.payload.items():
         value = _require(obj, name, PYTHON_TYPES[kind])
         if kind == "float":
-            value = float(value)
+            value = float(value)  # exact enough: an int here fits int64 (_require)
             if not math.isfinite(value):
                 raise EventError(f"field '{name}' must be a finite number, got {value}")
         elif kind == "string":
@@ -106,13 +143,14 @@ def check_payload(ev: EventSpec, obj: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
-def parse_event(raw: bytes | str, spec: Spec) -> SceneEvent:
-    """Decode and validate one message against ``spec.realtime``; raises :class:`EventError` naming the
-    problem."""
+def parse_event(raw: bytes | str, spec: Spec, window: TimeWindow | None = None,
+                now: datetime | None = None) -> SceneEvent:
+    """Decode and validate one message against ``spec.realtime`` (and its event time against ``window`` at
+    ``now``, default the clock); raises :class:`EventError` naming the problem."""
     rt = realtime_of(spec)
     try:
         obj = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (ValueError, RecursionError) as err:  # JSONDecodeError, bad UTF-8, an int past Python's digit limit
         raise EventError(f"not JSON: {err}") from None
     if not isinstance(obj, dict):
         raise EventError("event must be a JSON object")
@@ -127,8 +165,13 @@ def parse_event(raw: bytes | str, spec: Spec) -> SceneEvent:
     try:
         when = datetime.fromisoformat(stamp)
     except ValueError:
-        raise EventError(f"event_time {stamp!r} is not ISO-8601") from None
-    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+        raise EventError(f"event_time {stamp[:64]!r} is not ISO-8601") from None
+    try:
+        when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    except OverflowError:  # an offset that moves the time past year 9999 (or before year 1) in UTC
+        raise EventError(f"event_time {stamp!r} lies outside years 1..9999 in UTC") from None
+    if window is not None:
+        window.check(when, now)
     return SceneEvent(kind, key, when, check_payload(rt.events[kind], obj))
 
 
@@ -242,11 +285,20 @@ def events_markdown(spec: Spec) -> str:
         f"event time changes nothing) and pushes the {rt.entity}'s row to Feast's `{rt.view}` view through the "
         f"push source `region_scene_push`.{fallback}",
         "",
-        "Messages that fail validation go, unchanged, to `<topic>.dlq` with headers `error`, `origin_topic`, "
-        "`origin_partition`, `origin_offset`, and are committed past. Offsets are committed only after the "
-        "write. Metrics (`--metrics-port`, Prometheus text on 127.0.0.1): `larr_stream_consumed`, "
-        "`larr_stream_rows_written`, `larr_stream_dead_lettered`, `larr_stream_stale_events`, "
-        "`larr_stream_lag`, `larr_stream_freshness_seconds` (event time to online write).",
+        "A message that cannot be processed goes, unchanged, to `<topic>.dlq` with headers `error` (the "
+        "reason), `origin_topic`, `origin_partition`, `origin_offset`, and is committed past: one that fails "
+        "validation (an int must also fit int64, a string be valid UTF-8), one whose `event_time` is more than "
+        "`stream.max_clock_skew_seconds` (config, default 300) ahead of the consumer's clock or more than "
+        "`stream.max_event_age_seconds` (default 7 days) old -- under newer-wins an event from the future would "
+        "freeze its state until then -- and one whose merge or write fails for any other reason. An outage of "
+        "the online store or the broker (a connection error, a locked SQLite file, a dead letter the broker "
+        "does not acknowledge) is no message's fault: nothing is dead-lettered or committed, and the batch is "
+        "replayed after a backoff (a dead letter may then be sent twice). Offsets are committed only after the "
+        f"write and the dead letters' acknowledgements. A rebalance drops the cached {rt.entity} states, so "
+        "they are read again from the online store before the next merge. Metrics (`--metrics-port`, "
+        "Prometheus text on 127.0.0.1): `larr_stream_consumed`, `larr_stream_rows_written`, "
+        "`larr_stream_dead_lettered`, `larr_stream_stale_events`, `larr_stream_outages`, `larr_stream_lag`, "
+        "`larr_stream_freshness_seconds` (event time to online write).",
         "",
     ]
     return "\n".join(_wrap(line) for line in lines)

@@ -279,16 +279,17 @@ class KeyMapper:
         return self.value_key(field_name, value)
 
     def apply(self, state: RegionState, ev: SceneEvent) -> bool:
-        """Merge one event into a key's state; True when something changed."""
+        """Merge one event into a key's state; True when something changed.  All or nothing: every new value
+        is computed before one is stored, so an event that fails half-way (the consumer dead-letters it)
+        leaves the state as it was for the events of the same batch that follow."""
         plan = self.schema.events[ev.type]
         if ev.event_ms <= state.times[plan.group]:
             return False
         row = self.schema.event_row(ev)
-        for col, _ in plan.columns:
-            v = row[col]
-            state.values[col] = None if v is None else _COERCE[self.schema.column_types[col]](v)
-        for f, key_col in plan.fields:
-            state.values[key_col] = self.key(f, value_of(self.spec.fields[f], row))
+        new = {col: None if row[col] is None else _COERCE[self.schema.column_types[col]](row[col])
+               for col, _ in plan.columns}
+        new.update({key_col: self.key(f, value_of(self.spec.fields[f], row)) for f, key_col in plan.fields})
+        state.values.update(new)
         state.times[plan.group] = ev.event_ms
         return True
 
