@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,6 +33,7 @@ def _spec(spec: Spec | str | Path | None) -> Spec:
 
 
 SCENE_LOOKUPS = "scene_lookups.parquet"  # static per model version: lookup value -> scene key (see export_stats)
+PROJECT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # what Feast accepts as a project name
 
 
 def export_stats(jobs: Path, features: Path, spec: Spec | str | Path) -> dict[str, int]:
@@ -217,10 +219,16 @@ def export_region_scene(raw: Path, features: Path, spec: Spec | str | Path | Non
 
 
 def prepare_repo(dest: Path, features: Path, online: str = "sqlite", redis: str = "127.0.0.1:6379",
-                 spec: Spec | str | Path | None = None) -> Path:
+                 spec: Spec | str | Path | None = None, project: str = "larr") -> Path:
     """A runnable Feast repo in ``dest``: ``definitions.py`` rendered from ``spec`` (default: food_delivery),
     and a feature_store.yaml that points at ``dest`` for registry and SQLite, and at ``redis`` for the Redis
-    online store."""
+    online store.
+
+    ``project`` is Feast's namespace: rows in a shared Redis are keyed by it, and Redis keeps the row with the
+    newer event time, so two deployments (or test runs) on one Redis need different projects or they read
+    each other's features."""
+    if not PROJECT_NAME.fullmatch(project):
+        raise ValueError(f"Feast project {project!r}: use letters, digits and underscores, starting with a letter")
     spec = _spec(spec)
     dest = dest.resolve()
     dest.mkdir(parents=True, exist_ok=True)
@@ -233,7 +241,7 @@ def prepare_repo(dest: Path, features: Path, online: str = "sqlite", redis: str 
     else:
         raise ValueError(f"online store {online!r}: choose sqlite or redis")
     (dest / "feature_store.yaml").write_text(
-        f"project: larr\nprovider: local\nregistry: {dest / 'registry.db'}\n{store}"
+        f"project: {project}\nprovider: local\nregistry: {dest / 'registry.db'}\n{store}"
         "offline_store:\n  type: file\nentity_key_serialization_version: 3\n")
     (dest / ".larr-features").write_text(str(features.resolve()))
     return dest

@@ -99,7 +99,9 @@ def built(spark, tiny_world: Path, tiny_jobs: Path, tiny_llm: dict, tmp_path_fac
 
 
 def _repo(built: dict, name: str, online: str = "sqlite", redis: str = "") -> Path:
-    repo = fsx.prepare_repo(built["root"] / name, built["features"], online=online,
+    # own Feast project per repo: the session's Redis is shared with other test files, and Redis keeps the
+    # row with the newer event time, so a shared project would read their features
+    repo = fsx.prepare_repo(built["root"] / name, built["features"], online=online, project=f"serving_{name}",
                             **({"redis": redis} if redis else {}))
     fsx.apply(repo)
     fsx.materialize(repo, datetime.fromisoformat(built["test_day"]) - timedelta(days=40), built["as_of"])

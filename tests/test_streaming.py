@@ -47,7 +47,7 @@ def repo(request: pytest.FixtureRequest, tiny_world: Path, tmp_path_factory: pyt
     features = tmp_path_factory.mktemp("stream_features")
     fsx.export_region_scene(tiny_world, features, SPEC)
     redis = request.getfixturevalue("redis_url")
-    r = fsx.prepare_repo(tmp_path_factory.mktemp("stream_repo"), features, "redis", redis)
+    r = fsx.prepare_repo(tmp_path_factory.mktemp("stream_repo"), features, "redis", redis, project="streaming")
     fsx.apply(r)
     return r
 

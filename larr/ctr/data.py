@@ -33,6 +33,7 @@ import torch
 from larr.ctr.columns import CtrColumns
 
 PAD, OOV = 0, 1
+Z_LIMIT = 1e4  # standardised numerics are clipped here: far beyond any training value, far below float32 overflow
 log = logging.getLogger("larr.ctr")
 
 
@@ -126,13 +127,16 @@ class Preprocessor:
                         axis=1)
 
     def numeric(self, df: pd.DataFrame) -> np.ndarray:
-        """[n, numeric columns] float32: standardised with the training mean and std; a missing value (NaN or
-        infinite) is the training mean, 0, counted in :attr:`missing` (warned the first time per column)."""
+        """[n, numeric columns] float32: standardised with the training mean and std (clipped to +-Z_LIMIT); a
+        missing value (NaN or infinite) is the training mean, 0, counted in :attr:`missing` (warned the first
+        time per column)."""
         cols = self.numeric_columns
         x, miss = _numeric(df, cols, self.counts)
         mean = np.array([self.mean[c] for c in cols])
         std = np.array([self.std[c] for c in cols])
-        z = ((x - mean) / std).astype(np.float32)
+        # clipped far outside anything seen in training: a huge value (e.g. 1e300 from a request) would
+        # otherwise overflow float32 to inf and turn the network's output into NaN
+        z = np.clip((x - mean) / std, -Z_LIMIT, Z_LIMIT).astype(np.float32)
         if miss.any():
             z[miss] = 0.0
             for i in np.flatnonzero(miss.any(axis=0)):
