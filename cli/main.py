@@ -1,9 +1,11 @@
 """The ``larr`` command line: one entry point, a subcommand per stage.
 
-Every subcommand has its own ``--help``.  Commands that write outputs also
-write the resolved config beside them.  Errors a user can fix (bad config,
-broken data contract, missing folder) end with exit code 2 or 1 and a message,
-not a traceback.
+Every subcommand (and every action of ``features``, ``stream``, ``registry``, ``quality``) has its own
+``--help`` and declares the paths it needs as required, so argparse names a missing one.  Commands that
+write outputs also write the resolved config beside them.  Errors go through the one boundary of
+:mod:`larr.entry`: a user's mistake (bad flag or config, malformed YAML, missing folder, bad date) is one
+line ``error: ...`` and exit code 2; input whose contents break a rule (data contract, incomplete model
+folder) exits 1 with the message; only a bug shows a traceback.
 """
 
 from __future__ import annotations
@@ -12,12 +14,22 @@ import argparse
 import json
 import logging
 import sys
-from datetime import date
 from pathlib import Path
 
 import numpy as np
 
-from larr.config import PROFILES, ConfigError, LarrConfig, config_to_dict, load_config
+from larr.config import ConfigError, LarrConfig, config_to_dict
+from larr.entry import (
+    UserError,
+    add_config_args,
+    config_argv,
+    config_from_args,
+    existing_dir,
+    has_config_args,
+    iso_date,
+    require_dir,
+    run_main,
+)
 from larr.spec import load_spec
 
 NO_CHAMPION = 3  # `larr registry champion` exit code when nothing is published yet (DAGs skip on it)
@@ -25,17 +37,14 @@ NO_CHAMPION = 3  # `larr registry champion` exit code when nothing is published 
 log = logging.getLogger("larr")
 
 
-def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", choices=PROFILES, default="small",
-                   help="named profile: tiny (tests, seconds), small (the demo), large (Spark scale)")
-    p.add_argument("--config", metavar="YAML", help="YAML file whose keys override the profile")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one key, e.g. --set world.n_users=500 (repeatable)")
-    p.add_argument("--seed", type=int, help="random seed (overrides the profile's)")
+_add_config_args = add_config_args  # the shared config arguments (larr/entry.py); old name kept for importers
 
 
 def _config(args: argparse.Namespace) -> LarrConfig:
-    return load_config(args.profile, args.config, args.overrides, args.seed)
+    """The command's config: resolved once by :func:`main` before the command runs (so a bad ``--set`` is
+    refused by every command that accepts one, even a command that reads no key), else here."""
+    cfg = getattr(args, "cfg", None)
+    return cfg if cfg is not None else config_from_args(args)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -75,8 +84,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from larr.validate import validate_folder
 
-    start = date.fromisoformat(args.start) if args.start else None
-    end = date.fromisoformat(args.end) if args.end else None
+    start, end = args.start, args.end  # dates already (argparse type iso_date names a bad --start/--end)
+    if start and end and start > end:
+        raise UserError(f"the data window ends before it starts ({start} > {end})", "--start/--end",
+                        "give --start on or before --end")
     report = validate_folder(args.dir, spec=load_spec(_config(args).spec), start=start, end=end)
     if args.report:
         Path(args.report).write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
@@ -114,7 +125,8 @@ def cmd_spark(args: argparse.Namespace) -> int:
     try:
         for name in jobs:
             module = importlib.import_module(f"spark_jobs.{name}")
-            m = module.run(spark, cfg, Path(args.raw), Path(args.out), ds=args.ds, validate=not args.no_validate)
+            m = module.run(spark, cfg, Path(args.raw), Path(args.out), ds=args.ds.isoformat() if args.ds else None,
+                           validate=not args.no_validate)
             print(f"{name:<18} ds={m['ds']}  in {sum(m['rows_in'].values()):>10,}  out {m['rows_out']}  "
                   f"rejected {m['rejected'] or 0}  {m['seconds']:.1f}s")
             for key in ("distinct_texts_of_scene_fields", "distinct_full_scene_combinations_observed",
@@ -131,12 +143,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     (``launch.cpt`` / ``launch.contrastive``: torchrun, deepspeed) -- as their own entry point under it, so
     the DAG and a shell start them the same way; base and report always run here (one process)."""
     from training import base_lm, contrastive, cpt, llm_report
-    from training.launch import config_args, launch
+    from training.launch import launch
 
     cfg = _config(args)
     raw, jobs, out = Path(args.raw), Path(args.jobs), Path(args.out)
     stages = ["base", "cpt", "contrastive", "report"] if args.stage == "all" else [args.stage]
-    common = [*config_args(args.profile, args.config, args.overrides, args.seed), "--jobs", str(jobs),
+    common = [*config_argv(args), "--jobs", str(jobs),
               "--out", str(out), *(["--deepspeed", args.deepspeed] if args.deepspeed else [])]
     for stage in stages:
         if stage == "base":
@@ -206,10 +218,7 @@ def cmd_features(args: argparse.Namespace) -> int:
         path = write_definitions(spec, repo / "definitions.py")
         print(f"wrote {path} from the feature spec {spec.name}")
         return 0
-    if args.action == "publish":
-        if not args.features or not args.jobs or not args.raw:
-            raise ConfigError("features publish needs --raw, --jobs and --features (the raw folder, the Spark job "
-                              "outputs and the embedding tables)")
+    if args.action == "publish":  # --raw, --jobs and --features are required by the parser
         from spark_jobs.common import read_window
 
         features = Path(args.features)
@@ -226,7 +235,7 @@ def cmd_features(args: argparse.Namespace) -> int:
     else:
         from larr.feast_repo import embedding_views
 
-        v = fsx.online_vectors(repo, embedding_views(spec)["item"], spec.item_key, [int(x) for x in args.poi])
+        v = fsx.online_vectors(repo, embedding_views(spec)["item"], spec.item_key, list(args.poi))
         for pid, row in zip(args.poi, v, strict=True):
             print(pid, "missing" if not row.size or not np.isfinite(row).all() else f"{row.shape[0]}-d {row[:4]}")
     return 0
@@ -255,9 +264,22 @@ def cmd_recall_report(args: argparse.Namespace) -> int:
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
+    try:
+        return _stream(args)
+    except Exception as err:  # noqa: BLE001 - only "no broker there" is turned into a user error
+        if type(err).__name__ == "NoBrokersAvailable" or "Unable to bootstrap" in str(err):
+            raise UserError(f"no Kafka broker answers at {args.bootstrap}", "--bootstrap",
+                            "start one (`bash scripts/kafka.sh start`) or pass the broker's host:port") from None
+        raise
+
+
+def _stream(args: argparse.Namespace) -> int:
     if args.action == "simulate":
         from streaming.simulate import simulate
 
+        if args.duration is None and args.count is None:
+            raise UserError("stream simulate does not know when to stop", "--duration/--count",
+                            "give --duration SECONDS or --count EVENTS")
         m = simulate(args.bootstrap, args.topic, Path(args.raw), rate=args.rate, duration=args.duration,
                      count=args.count, malformed_frac=args.malformed_frac, out_of_order_frac=args.out_of_order_frac,
                      seed=args.seed or 0)
@@ -296,6 +318,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from training.experiment import run_paper
 
     cfg = _config(args)
+    require_dir(args.data, "--data", "give the demo's world folder (holding jobs/ and features/)")
     out = Path(args.out)
     report = run_paper(cfg, Path(args.data), Path(args.llm), out, seeds=args.seeds, models=args.models,
                        sweeps=not args.no_sweeps, progress=not args.quiet,
@@ -312,13 +335,13 @@ def cmd_ctr(args: argparse.Namespace) -> int:
     candidate); `larr experiment paper` runs the whole comparison.  In-process, or under the launcher the
     config names (``launch.ctr``, e.g. ``torchrun --nproc_per_node 4``: DDP, the batch split over processes)."""
     from training.ctr import train_candidate
-    from training.launch import config_args, launch
+    from training.launch import launch
 
     cfg = _config(args)
     data, out = Path(args.data), Path(args.out)
     if cfg.launch.ctr:
         code = launch(cfg.launch.ctr, "training.ctr", [
-            *config_args(args.profile, args.config, args.overrides, args.seed), "--kind", args.kind,
+            *config_argv(args), "--kind", args.kind,
             "--data", str(data), *(["--jobs", args.jobs] if args.jobs else []),
             *(["--features", args.features] if args.features else []), "--candidate", str(out),
             *(["--quiet"] if args.quiet else [])])
@@ -343,9 +366,7 @@ def cmd_registry(args: argparse.Namespace) -> int:
         from training.champion import offer
         from training.ctr import CtrData
 
-        if not args.candidate or not args.data:
-            raise ConfigError("registry offer needs --candidate (a `larr ctr train --out` folder) and --data")
-        cfg = _config(args)
+        cfg = _config(args)  # --candidate and --data are required by the parser
         data = Path(args.data)
         d = CtrData.load(data, samples=Path(args.jobs) / "ctr_samples" if args.jobs else None,
                          spec=load_spec(cfg.spec))
@@ -426,8 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Exit 0 when clean; exit 1 with one line per broken rule naming the table, "
                                    "column, rule, number of offending rows, examples and the fix.")
     p.add_argument("dir", help="raw data folder")
-    p.add_argument("--start", help="first day of the data window (YYYY-MM-DD); default: manifest or partitions")
-    p.add_argument("--end", help="last day of the data window (YYYY-MM-DD)")
+    p.add_argument("--start", type=iso_date, metavar="YYYY-MM-DD",
+                   help="first day of the data window; default: manifest or partitions")
+    p.add_argument("--end", type=iso_date, metavar="YYYY-MM-DD", help="last day of the data window")
     p.add_argument("--report", metavar="JSON", help="also write the full report as JSON")
     _add_config_args(p)
     p.set_defaults(func=cmd_validate)
@@ -450,9 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "OUT/<job>/_manifest.json with rows in/out/rejected and timings.")
     p.add_argument("job", choices=[*JOBS, "all"], help="job to run")
     _add_config_args(p)
-    p.add_argument("--raw", required=True, help="raw data folder")
+    p.add_argument("--raw", required=True, type=existing_dir, help="raw data folder")
     p.add_argument("--out", required=True, help="root folder for job outputs")
-    p.add_argument("--ds", help="snapshot/partition date (default: per job)")
+    p.add_argument("--ds", type=iso_date, metavar="YYYY-MM-DD", help="snapshot/partition date (default: per job)")
     p.add_argument("--no-validate", action="store_true", help="skip the data-contract gate")
     p.set_defaults(func=cmd_spark)
 
@@ -461,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "only distinct texts, only those not cached for this encoder version; writes "
                                    "the Feast offline embedding tables. A re-run with nothing new embeds zero texts.")
     _add_config_args(p)
-    p.add_argument("--raw", required=True, help="raw data folder")
+    p.add_argument("--raw", required=True, type=existing_dir, help="raw data folder")
     p.add_argument("--out", required=True, help="root of the Spark job outputs (holds scene_vocab/ and the cache)")
     p.add_argument("--encoder", required=True, help="encoder artefact folder (larr train contrastive)")
     p.add_argument("--features", help="Feast offline data folder (default OUT/features)")
@@ -474,17 +496,30 @@ def build_parser() -> argparse.ArgumentParser:
                                    "embeddings, write a feature repo copy at --repo for the chosen online store, "
                                    "`feast apply` it and materialize the data window. get: read item vectors back "
                                    "from the online store. render-repo: write the Feast definitions.py generated "
-                                   "from the feature spec (--set spec=...).")
-    p.add_argument("action", choices=["publish", "get", "render-repo"])
-    p.add_argument("--repo", required=True, help="feature repo folder to create/use (render-repo: where "
-                                                 "definitions.py is written, e.g. feature_repo)")
-    p.add_argument("--raw", help="raw data folder (publish)")
-    p.add_argument("--jobs", help="Spark job outputs (publish)")
-    p.add_argument("--features", help="Feast offline data folder (publish)")
-    p.add_argument("--online", choices=["sqlite", "redis"], default="sqlite")
-    p.add_argument("--redis", default="127.0.0.1:6379", help="Redis host:port (online=redis)")
-    p.add_argument("--poi", nargs="*", default=[], help="POI ids to read (get)")
-    _add_config_args(p)
+                                   "from the feature spec (--set spec=...). `larr features ACTION --help` lists "
+                                   "each action's options.")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = actions.add_parser("publish", help="export, `feast apply` and materialize into the online store",
+                           description="Export statistics and the region scene history next to the embeddings, "
+                                       "write a feature repo copy at --repo for the chosen online store, `feast "
+                                       "apply` it and materialize the data window.")
+    a.add_argument("--repo", required=True, help="feature repo folder to create/use")
+    a.add_argument("--raw", required=True, type=existing_dir, help="raw data folder")
+    a.add_argument("--jobs", required=True, type=existing_dir, help="Spark job outputs (larr spark --out)")
+    a.add_argument("--features", required=True, type=existing_dir,
+                   help="Feast offline data folder (larr embed --features)")
+    a.add_argument("--online", choices=["sqlite", "redis"], default="sqlite")
+    a.add_argument("--redis", default="127.0.0.1:6379", help="Redis host:port (online=redis)")
+    _add_config_args(a)
+    a = actions.add_parser("get", help="read item vectors back from the online store",
+                           description="Print the embedding of each item id read from the online store of --repo.")
+    a.add_argument("--repo", required=True, type=existing_dir, help="feature repo folder (larr features publish)")
+    a.add_argument("--poi", nargs="+", type=int, required=True, metavar="ID", help="item (POI) ids to read")
+    _add_config_args(a)
+    a = actions.add_parser("render-repo", help="write the Feast definitions.py generated from the feature spec",
+                           description="Write REPO/definitions.py generated from the feature spec (--set spec=...).")
+    a.add_argument("--repo", required=True, help="where definitions.py is written, e.g. feature_repo")
+    _add_config_args(a)
     p.set_defaults(func=cmd_features)
 
     p = sub.add_parser("recall", help="top-k POIs for a free-text scene query",
@@ -492,8 +527,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "store (in-process exact index: Feast's SQLite/Redis stores have no vector search).")
     p.add_argument("query")
     p.add_argument("--k", type=int, default=10)
-    p.add_argument("--repo", required=True, help="feature repo folder (larr features publish)")
-    p.add_argument("--raw", required=True, help="raw data folder (POI ids and region names)")
+    p.add_argument("--repo", required=True, type=existing_dir, help="feature repo folder (larr features publish)")
+    p.add_argument("--raw", required=True, type=existing_dir, help="raw data folder (POI ids and region names)")
     p.add_argument("--encoder", required=True, help="encoder artefact")
     _add_config_args(p)
     p.set_defaults(func=cmd_recall)
@@ -501,9 +536,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("recall-report", help="recall case study for every region, fine-tuned vs base",
                        description="Region and weather/time queries; share of top-10 POIs in the region or of "
                                    "the expected food kind; writes recall_report.md/json.")
-    p.add_argument("--repo", required=True)
-    p.add_argument("--raw", required=True)
-    p.add_argument("--llm", required=True, help="LLM run folder (holds base/ and encoder/)")
+    p.add_argument("--repo", required=True, type=existing_dir, help="feature repo folder (larr features publish)")
+    p.add_argument("--raw", required=True, type=existing_dir, help="raw data folder")
+    p.add_argument("--llm", required=True, type=existing_dir, help="LLM run folder (holds base/ and encoder/)")
     p.add_argument("--out", required=True)
     p.add_argument("--k", type=int, default=10)
     _add_config_args(p)
@@ -512,34 +547,50 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stream", help="real-time scene events: run the Kafka consumer or the event simulator",
                        description="consume: keep each region's scene state fresh in Feast's online store "
                                    "(at-least-once, newer-wins, dead-letter topic, SIGTERM-safe, Prometheus "
-                                   "metrics). simulate: replay the world's weather and time slots as live events. health: the "
-                                   "group's lag per partition and the dead-letter count against the config's health "
-                                   "thresholds (exit 1 past them).")
-    p.add_argument("action", choices=["consume", "simulate", "health"])
-    p.add_argument("--bootstrap", default="127.0.0.1:9092")
-    p.add_argument("--topic", default="scene-events")
-    p.add_argument("--group", default="larr-scene-state", help="consumer group (consume)")
-    p.add_argument("--repo", help="feature repo folder (consume)")
-    p.add_argument("--max-records", type=int, default=500, help="batch size (consume)")
-    p.add_argument("--metrics-port", type=int, default=0, help="Prometheus text endpoint on 127.0.0.1 (consume)")
-    p.add_argument("--max-idle-seconds", type=float, help="stop after this long without messages (consume)")
-    p.add_argument("--max-seconds", type=float, help="stop after this long (consume)")
-    p.add_argument("--known-keys", help="scene_value_embeddings.parquet: keys that have vectors (consume)")
-    p.add_argument("--backlog", help="JSON-lines file for values without a vector (consume)")
-    p.add_argument("--raw", help="raw data folder whose weather is replayed (simulate)")
-    p.add_argument("--rate", type=float, default=1000.0, help="events per second (simulate)")
-    p.add_argument("--duration", type=float, help="seconds to run (simulate)")
-    p.add_argument("--count", type=int, help="events to send (simulate)")
-    p.add_argument("--malformed-frac", type=float, default=0.0, help="share of malformed messages (simulate)")
-    p.add_argument("--out-of-order-frac", type=float, default=0.0, help="share of older events (simulate)")
-    p.add_argument("--profile", choices=PROFILES, default="small", help="config profile (health thresholds)")
-    p.add_argument("--config", metavar="YAML", help="YAML file whose keys override the profile (health)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, e.g. --set health.max_lag=500 (health), "
-                        "--set stream.max_clock_skew_seconds=60 (consume)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--spec", default="food_delivery",
+                                   "metrics). simulate: replay the world's weather and time slots as live events. "
+                                   "health: the group's lag per partition and the dead-letter count against the "
+                                   "config's health thresholds (exit 1 past them). `larr stream ACTION --help` lists "
+                                   "each action's options.")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def kafka(a: argparse.ArgumentParser, group: bool = False) -> None:
+        a.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka host:port")
+        a.add_argument("--topic", default="scene-events")
+        if group:
+            a.add_argument("--group", default="larr-scene-state", help="consumer group")
+
+    a = actions.add_parser("consume", help="keep the real-time scene state fresh in the online store",
+                           description="Consume scene events into Feast's online store of --repo (at-least-once, "
+                                       "newer-wins, dead-letter topic, SIGTERM-safe, Prometheus metrics).")
+    a.add_argument("--repo", required=True, type=existing_dir, help="feature repo folder (larr features publish)")
+    kafka(a, group=True)
+    a.add_argument("--max-records", type=int, default=500, help="batch size")
+    a.add_argument("--metrics-port", type=int, default=0, help="Prometheus text endpoint on 127.0.0.1")
+    a.add_argument("--max-idle-seconds", type=float, help="stop after this long without messages")
+    a.add_argument("--max-seconds", type=float, help="stop after this long")
+    a.add_argument("--known-keys", help="scene_value_embeddings.parquet: keys that have vectors")
+    a.add_argument("--backlog", help="JSON-lines file for values without a vector")
+    a.add_argument("--spec", default="food_delivery",
                    help="feature spec whose realtime section defines the events (name or YAML path)")
+    _add_config_args(a, "config override, e.g. --set stream.max_clock_skew_seconds=60 (repeatable)")
+    a = actions.add_parser("simulate", help="replay the world's weather and time slots as live events",
+                           description="Send the raw world's weather and time-slot changes to --topic as events, "
+                                       "for --duration seconds or --count events (--seed: the random seed).")
+    a.add_argument("--raw", required=True, type=existing_dir, help="raw data folder whose weather is replayed")
+    kafka(a)
+    a.add_argument("--rate", type=float, default=1000.0, help="events per second")
+    a.add_argument("--duration", type=float, help="seconds to run")
+    a.add_argument("--count", type=int, help="events to send")
+    a.add_argument("--malformed-frac", type=float, default=0.0, help="share of malformed messages")
+    a.add_argument("--out-of-order-frac", type=float, default=0.0, help="share of older events")
+    a.add_argument("--spec", default="food_delivery", help=argparse.SUPPRESS)  # accepted, as before the split
+    _add_config_args(a)
+    a = actions.add_parser("health", help="consumer lag and dead letters against the health thresholds",
+                           description="The group's lag per partition and the dead-letter count against the "
+                                       "config's health thresholds (health.*); exit 1 past them.")
+    kafka(a, group=True)
+    a.add_argument("--spec", default="food_delivery", help=argparse.SUPPRESS)  # accepted, as before the split
+    _add_config_args(a, "config override, e.g. --set health.max_lag=500 (repeatable)")
     p.set_defaults(func=cmd_stream)
 
     p = sub.add_parser("train", help="train the LLM stages (base backbone, CPT, contrastive) and report",
@@ -551,8 +602,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "all-MiniLM-L6-v2. 'all' runs the four in order.")
     p.add_argument("stage", choices=["base", "cpt", "contrastive", "report", "all"])
     _add_config_args(p)
-    p.add_argument("--raw", required=True, help="raw data folder (for the general text and POI tables)")
-    p.add_argument("--jobs", required=True, help="root of the Spark job outputs (larr spark --out)")
+    p.add_argument("--raw", required=True, type=existing_dir,
+                   help="raw data folder (for the general text and POI tables)")
+    p.add_argument("--jobs", required=True, type=existing_dir, help="root of the Spark job outputs (larr spark --out)")
     p.add_argument("--out", required=True, help="run folder for models, metrics and the report")
     p.add_argument("--init", nargs="+", choices=["cpt", "base"], default=["cpt"],
                    help="contrastive: start from the CPT model (default) and/or the base model (noCPT ablation)")
@@ -573,8 +625,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "embedded first. Knobs: the ctr section of the config (larr config).")
     p.add_argument("name", choices=["paper"], help="experiment to run")
     _add_config_args(p)
-    p.add_argument("--data", default="data/small", help="raw data folder (by default it also holds jobs/ and "
-                                                         "features/)")
+    p.add_argument("--data", default="data/small",
+                   help="raw data folder (by default it also holds jobs/ and features/)")
     p.add_argument("--jobs", help="Spark job outputs (default DATA/jobs)")
     p.add_argument("--features-root", help="folder holding features/ (and features_nocpt/, features_noft/); "
                                            "default DATA")
@@ -594,7 +646,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["train"])
     _add_config_args(p)
     p.add_argument("--kind", default="larr", choices=["ple", "larr", "noal", "wdl", "deepfm"])
-    p.add_argument("--data", required=True, help="raw data folder (holds jobs/ and features/ by default)")
+    p.add_argument("--data", required=True, type=existing_dir,
+                   help="raw data folder (holds jobs/ and features/ by default)")
     p.add_argument("--jobs", help="Spark job outputs (default DATA/jobs)")
     p.add_argument("--features", help="folder with scene_value_embeddings.parquet (default DATA/features)")
     p.add_argument("--out", required=True, help="artefact folder")
@@ -608,20 +661,34 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(the spec's split of the current ctr_samples) and publish the candidate only if it "
                                    "wins; both scores and the decision go to REGISTRY/decisions.jsonl. champion: print "
                                    "the champion's folder (or a PART of it, e.g. encoder); exit code "
-                                   f"{NO_CHAMPION} when there is none yet. show: the champion and every decision.")
-    p.add_argument("action", choices=["offer", "champion", "show"])
-    _add_config_args(p)
-    p.add_argument("--registry", required=True, help="registry folder")
-    p.add_argument("--candidate", help="candidate model folder (`larr ctr train --out`) (offer)")
-    p.add_argument("--data", help="raw data folder holding jobs/ and features/ (offer)")
-    p.add_argument("--jobs", help="Spark job outputs (default DATA/jobs) (offer)")
-    p.add_argument("--encoder", help="the encoder artefact the candidate's scene vectors came from (offer)")
-    p.add_argument("--features", help="the candidate's scene-value table folder (default DATA/features) (offer)")
-    p.add_argument("--min-gain", type=float, default=0.0, help="AUC margin the challenger must win by (offer)")
-    p.add_argument("--part", help="a file or folder inside the champion version, e.g. encoder (champion)")
-    p.add_argument("--exit-code-if-kept", type=int, default=0,
-                   help="exit code when the challenger loses and the champion stays (offer; the DAG uses 4 to "
-                        "skip the Feast publication)")
+                                   f"{NO_CHAMPION} when there is none yet. show: the champion and every decision. "
+                                   "`larr registry ACTION --help` lists each action's options.")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = actions.add_parser("offer", help="champion/challenger: publish the candidate only if it wins",
+                           description="Score the candidate and the current champion on the same validation day "
+                                       "(the spec's split of the current ctr_samples) and publish the candidate only "
+                                       "if it wins; both scores and the decision go to REGISTRY/decisions.jsonl.")
+    a.add_argument("--registry", required=True, help="registry folder")
+    a.add_argument("--candidate", required=True, help="candidate model folder (`larr ctr train --out`)")
+    a.add_argument("--data", required=True, type=existing_dir, help="raw data folder holding jobs/ and features/")
+    a.add_argument("--jobs", help="Spark job outputs (default DATA/jobs)")
+    a.add_argument("--encoder", help="the encoder artefact the candidate's scene vectors came from")
+    a.add_argument("--features", help="the candidate's scene-value table folder (default DATA/features)")
+    a.add_argument("--min-gain", type=float, default=0.0, help="AUC margin the challenger must win by")
+    a.add_argument("--exit-code-if-kept", type=int, default=0,
+                   help="exit code when the challenger loses and the champion stays (the DAG uses 4 to skip the "
+                        "Feast publication)")
+    _add_config_args(a)
+    a = actions.add_parser("champion", help="print the champion's folder (or a part of it)",
+                           description="Print the champion version's folder, or --part inside it; exit code "
+                                       f"{NO_CHAMPION} when nothing is published yet.")
+    a.add_argument("--registry", required=True, help="registry folder")
+    a.add_argument("--part", help="a file or folder inside the champion version, e.g. encoder")
+    _add_config_args(a)
+    a = actions.add_parser("show", help="the champion and every decision, as JSON",
+                           description="Print the champion pointer and every decision of REGISTRY as JSON.")
+    a.add_argument("--registry", required=True, help="registry folder")
+    _add_config_args(a)
     p.set_defaults(func=cmd_registry)
 
     p = sub.add_parser("config", help="print the resolved config of a profile",
@@ -639,23 +706,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``larr ARGS``: argparse refuses a bad flag (exit 2, usage); the command then runs inside the error
+    boundary of :mod:`larr.entry`, after its config (when it takes the config arguments) is resolved."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("feast").setLevel(logging.WARNING)
     logging.getLogger("kafka").setLevel(logging.WARNING)
-    try:
+
+    def command() -> int:
+        if has_config_args(args):
+            args.cfg = config_from_args(args)
         return int(args.func(args) or 0)
-    except ConfigError as err:
-        print(f"larr {args.command}: {err}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, FileExistsError) as err:
-        print(f"larr {args.command}: {err}", file=sys.stderr)
-        return 2
-    except ValueError as err:  # includes ContractError: bad input data
-        print(f"larr {args.command}: {err}", file=sys.stderr)
-        return 1
+
+    return run_main(command)
 
 
 if __name__ == "__main__":

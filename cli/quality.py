@@ -9,17 +9,11 @@ from __future__ import annotations
 
 import argparse
 import textwrap
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
+from larr.entry import add_config_args, iso_date
 from larr.quality import DEFAULT_OUT, SUITES, Inputs
-
-
-def _run_date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
 
 
 def _as_of(text: str) -> datetime:
@@ -46,9 +40,7 @@ def _suites_help() -> str:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register ``larr quality check``."""
-    from cli.main import _add_config_args
-
+    """Register ``larr quality check`` (config arguments and date type: the shared ones of larr/entry.py)."""
     p = sub.add_parser("quality", help="data-quality gates: Great Expectations suites at each data boundary",
                        description="Data-quality gates derived from the feature spec: one Great Expectations "
                                    "suite per data boundary (raw, corpus, embeddings, samples, online). "
@@ -58,8 +50,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                            description=_suites_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("suite", choices=list(SUITES), help="the suite to run (see above)")
     c.add_argument("path", help="what the suite checks (see above)")
-    _add_config_args(c)
-    c.add_argument("--run-date", type=_run_date, metavar="YYYY-MM-DD",
+    add_config_args(c)
+    c.add_argument("--run-date", type=iso_date, metavar="YYYY-MM-DD",
                    help="raw: the newest log partition must not be older (quality.partition_lag_days)")
     c.add_argument("--as-of", type=_as_of, metavar="TIME",
                    help="online: reference time of freshness, ISO (UTC) or `now` (default: the newest event)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Callable
 from datetime import date
 from importlib import resources
 from pathlib import Path
@@ -322,7 +323,7 @@ class LarrConfig(StrictModel):
 
 def _profile_dict(profile: str) -> dict[str, Any]:
     if profile not in PROFILES:
-        raise ConfigError(f"profile: unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+        raise ConfigError(f"profile: unknown profile {profile!r} (--profile): choose one of {', '.join(PROFILES)}")
     text = resources.files("larr.profiles").joinpath(f"{profile}.yaml").read_text()
     data = yaml.safe_load(text) or {}
     data["profile"] = profile
@@ -341,15 +342,23 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 def _apply_override(data: dict[str, Any], override: str) -> None:
     if "=" not in override:
-        raise ConfigError(f"override {override!r}: expected KEY=VALUE, e.g. world.n_users=500")
+        raise ConfigError(f"--set {override!r}: expected KEY=VALUE, e.g. --set world.n_users=500")
     key, raw = override.split("=", 1)
     parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"--set {override!r}: {key!r} is not a dotted key such as world.n_users "
+                          "(`larr config` prints every key)")
     node = data
-    for part in parts[:-1]:
+    for i, part in enumerate(parts[:-1]):
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"{key}: {part} is not a section")
-    node[parts[-1]] = yaml.safe_load(raw)
+            raise ConfigError(f"--set {override!r}: {'.'.join(parts[:i + 1])} is a value, not a section "
+                              "(`larr config` prints every key)")
+    try:
+        node[parts[-1]] = yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--set {override!r}: the value is not valid YAML ({getattr(err, 'problem', err)}); "
+                          "quote it, e.g. --set 'KEY=\"text\"'") from None
 
 
 def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
@@ -363,18 +372,75 @@ def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return list(getattr(current, "model_fields", {}).keys())
 
 
-def _format_errors(err: ValidationError) -> str:
-    lines = []
+def _nested(data: dict[str, Any], loc: tuple[Any, ...]) -> bool:
+    node: Any = data
+    for part in loc:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _source(loc: tuple[Any, ...], profile: str, path: Path | None, file_data: dict[str, Any],
+            overrides: list[str]) -> str:
+    """Where a bad key came from: the last ``--set`` that names it (or a section above it), else the
+    ``--config`` file, else the profile."""
+    key = ".".join(str(p) for p in loc)
+    for o in reversed(overrides):
+        k = o.split("=", 1)[0].strip()
+        if key == k or key.startswith(k + ".") or k.startswith(key + "."):
+            return f"--set {o}"
+    if path is not None and _nested(file_data, loc):
+        return f"--config {path}"
+    if loc and loc[0] == "seed":
+        return "--seed"
+    return f"profile {profile}"
+
+
+def _format_errors(err: ValidationError, source: Callable[[tuple[Any, ...]], str] | None = None) -> str:
+    """One line naming every bad key, where it came from, and what to do."""
+    items = []
     for e in err.errors():
         loc = tuple(e["loc"])
         key = ".".join(str(p) for p in loc)
+        where = f" [{source(loc)}]" if source else ""
         if e["type"] == "extra_forbidden":
             hint = difflib.get_close_matches(str(loc[-1]), _known_keys(LarrConfig, loc), n=1)
             tip = f" (did you mean {'.'.join(str(p) for p in loc[:-1] + (hint[0],))}?)" if hint else ""
-            lines.append(f"  {key}: unknown key{tip}")
+            items.append(f"{key}: unknown key{tip}{where}")
         else:
-            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
-    return "invalid config:\n" + "\n".join(lines)
+            got = repr(e.get("input"))
+            got = got if len(got) <= 60 else got[:57] + "..."
+            items.append(f"{key}: {e['msg']} (got {got}){where}")
+    return ("invalid config: " + "; ".join(items) +
+            ": fix or remove the key(s); `larr config --profile P` prints every key with its value")
+
+
+def _read_config_file(p: Path) -> dict[str, Any]:
+    """The mapping of a ``--config`` file; every way it can be unusable is a :class:`ConfigError` naming it."""
+    if not p.exists():
+        raise ConfigError(f"config file {p} does not exist (--config): give the path of a YAML file, e.g. "
+                          "one written by `larr config --profile small > my.yaml`")
+    if not p.is_file():
+        raise ConfigError(f"config file {p} is a folder, not a YAML file (--config): give the file's path")
+    try:
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {p} cannot be read (--config): {err}") from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f"{p} line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(p)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"config file is not valid YAML: {problem} ({at}): fix the syntax there; "
+                          f"`larr config --config {p}` checks it") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {p}: top level must be a mapping of sections (world:, ctr:, ...), "
+                          f"not a {type(loaded).__name__}")
+    return loaded
 
 
 def load_config(
@@ -388,14 +454,11 @@ def load_config(
     Raises :class:`ConfigError` naming every bad or unknown key.
     """
     data = _profile_dict(profile)
-    if path is not None:
-        p = Path(path)
-        if not p.exists():
-            raise ConfigError(f"config file {p} does not exist")
-        loaded = yaml.safe_load(p.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {p}: top level must be a mapping")
-        data = _deep_merge(data, loaded)
+    file_data: dict[str, Any] = {}
+    p = Path(path) if path is not None else None
+    if p is not None:
+        file_data = _read_config_file(p)
+        data = _deep_merge(data, file_data)
     for override in overrides or []:
         _apply_override(data, override)
     if seed is not None:
@@ -403,7 +466,8 @@ def load_config(
     try:
         return LarrConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_errors(err)) from None
+        raise ConfigError(_format_errors(
+            err, lambda loc: _source(loc, profile, p, file_data, list(overrides or [])))) from None
 
 
 def config_to_dict(cfg: LarrConfig) -> dict[str, Any]:

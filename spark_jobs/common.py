@@ -21,7 +21,8 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
-from larr.config import ConfigError, LarrConfig, config_to_dict, load_config, save_config
+from larr.config import ConfigError, LarrConfig, config_to_dict, save_config
+from larr.entry import add_config_args, config_from_args, iso_date, run_main
 from larr.spec import Spec, SpecError, load_spec, window_of
 from larr.validate import ContractError, require_valid
 
@@ -133,30 +134,48 @@ class JobRun:
 JobFn = Callable[..., dict[str, Any]]
 
 
-def job_main(name: str, run: JobFn, argv: list[str] | None = None) -> int:
-    """``spark-submit spark_jobs/<name>.py --raw DIR --out DIR [--profile P] [--ds YYYY-MM-DD]``."""
+def job_parser(name: str, run: JobFn) -> argparse.ArgumentParser:
+    """The arguments of ``spark-submit spark_jobs/<name>.py``: :func:`add_job_args`."""
     p = argparse.ArgumentParser(prog=f"{name}.py", description=(run.__doc__ or "").strip().split("\n")[0])
     add_job_args(p)
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = load_config(args.profile, args.config, args.overrides)
-        spark = spark_session(cfg, f"larr-{name}")
-        manifest = run(spark, cfg, Path(args.raw), Path(args.out), ds=args.ds, validate=not args.no_validate)
-    except (ConfigError, SpecError, ContractError, ValueError, FileNotFoundError) as err:
-        print(f"{name}: {err}", file=sys.stderr)
-        return 1
-    print(json.dumps({k: manifest[k] for k in ("job", "ds", "rows_in", "rows_out", "rejected", "seconds")}))
-    return 0
+    return p
+
+
+def job_main(name: str, run: JobFn, argv: list[str] | None = None,
+             parser: argparse.ArgumentParser | None = None,
+             call: Callable[[SparkSession, LarrConfig, argparse.Namespace], dict[str, Any]] | None = None,
+             keys: tuple[str, ...] = ("job", "ds", "rows_in", "rows_out", "rejected", "seconds")) -> int:
+    """``spark-submit spark_jobs/<name>.py --raw DIR --out DIR [config args] [--ds YYYY-MM-DD]``.
+
+    Argument and config mistakes (a missing option, a bad ``--ds``, malformed YAML, an unknown key) go
+    through the shared boundary of :mod:`larr.entry`: one line, exit 2.  A failure of the job itself on its
+    input (contract, missing partition or artefact) prints ``<name>: <message>`` and exits 1, as before."""
+    args = (parser or job_parser(name, run)).parse_args(argv)
+
+    def body() -> int:
+        cfg = config_from_args(args)  # before logging and Spark: a config error is one line, exit 2
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        try:
+            spark = spark_session(cfg, f"larr-{name}")
+            manifest = call(spark, cfg, args) if call else run(
+                spark, cfg, Path(args.raw), Path(args.out), ds=args.ds.isoformat() if args.ds else None,
+                validate=not args.no_validate)
+        except (ConfigError, SpecError, ContractError, ValueError, FileNotFoundError) as err:
+            print(f"{name}: {err}", file=sys.stderr)
+            return 1
+        print(json.dumps({k: manifest[k] for k in keys}))
+        return 0
+
+    return run_main(body)
 
 
 def add_job_args(p: argparse.ArgumentParser) -> None:
+    """The common job arguments: input, output, partition date, contract gate, and the shared config ones."""
     p.add_argument("--raw", required=True, help="raw data folder (follows docs/data-contract.md)")
     p.add_argument("--out", required=True, help="root folder of job outputs; the job writes OUT/<job>/")
-    p.add_argument("--profile", default="small", help="config profile (tiny, small, large)")
-    p.add_argument("--config", help="YAML overriding the profile")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--ds", help="snapshot/partition date YYYY-MM-DD (default: per job, see its --help)")
+    add_config_args(p)
+    p.add_argument("--ds", type=iso_date, metavar="YYYY-MM-DD",
+                   help="snapshot/partition date (default: per job, see its --help)")
     p.add_argument("--no-validate", action="store_true",
                    help="skip the data-contract gate (only when an upstream gate already validated this input)")
 

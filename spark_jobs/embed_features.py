@@ -35,12 +35,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, FloatType, LongType, StructField, StructType
 
-from larr.config import ConfigError, LarrConfig, load_config
+from larr.config import LarrConfig
 from larr.llm.encoder import encoder_version
-from larr.spec import Spec, SpecError
+from larr.spec import Spec
 from larr.text import text_hash
-from larr.validate import ContractError
-from spark_jobs.common import JobRun, add_job_args, as_date, read_window, spark_session
+from spark_jobs.common import JobRun, as_date, job_main, job_parser, read_window
 from spark_jobs.features import item_texts, joined_text, load_raw, user_texts
 
 NAME = "embed_features"
@@ -209,29 +208,28 @@ def run(spark: SparkSession, cfg: LarrConfig, raw: Path, out: Path, ds: str | No
     return job.finish()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``spark-submit spark_jobs/embed_features.py``: the common job arguments (:func:`add_job_args`) plus the
-    encoder this job needs, so the embedding step runs on a cluster like every other job; exit 1 with one
-    line on a user error (missing encoder or vocabulary, version or dimension mismatch, bad input)."""
-    p = argparse.ArgumentParser(prog=f"{NAME}.py", description=(run.__doc__ or "").strip().split("\n")[0])
-    add_job_args(p)
+def build_parser() -> argparse.ArgumentParser:
+    """The common job arguments (:func:`add_job_args`, config ones included) plus the encoder this job needs."""
+    p = job_parser(NAME, run)
     p.add_argument("--encoder", required=True, help="encoder artefact folder (`larr train contrastive` writes it)")
     p.add_argument("--features", help="Feast offline data folder to write (default OUT/features)")
     p.add_argument("--encoder-version", help="refuse to run unless the encoder artefact has this version")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = load_config(args.profile, args.config, args.overrides)
-        spark = spark_session(cfg, f"larr-{NAME}")
-        m = run(spark, cfg, Path(args.raw), Path(args.out), ds=args.ds, validate=not args.no_validate,
-                encoder=Path(args.encoder), features=Path(args.features) if args.features else None,
-                expect_version=args.encoder_version)
-    except (ConfigError, SpecError, ContractError, ValueError, FileNotFoundError) as err:
-        print(f"{NAME}: {err}", file=sys.stderr)
-        return 1
-    print(json.dumps({k: m[k] for k in ("job", "ds", "rows_in", "rows_out", "embedded_now", "from_cache",
-                                        "encoder_version", "seconds")}))
-    return 0
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``spark-submit spark_jobs/embed_features.py``, so the embedding step runs on a cluster like every other
+    job: an argument or config mistake is one line and exit 2 (the shared boundary), a failure on the input
+    (missing encoder or vocabulary, version or dimension mismatch, bad input) one line and exit 1."""
+
+    def call(spark: SparkSession, cfg: LarrConfig, args: argparse.Namespace) -> dict[str, Any]:
+        return run(spark, cfg, Path(args.raw), Path(args.out), ds=args.ds.isoformat() if args.ds else None,
+                   validate=not args.no_validate, encoder=Path(args.encoder),
+                   features=Path(args.features) if args.features else None, expect_version=args.encoder_version)
+
+    return job_main(NAME, run, argv, parser=build_parser(), call=call,
+                    keys=("job", "ds", "rows_in", "rows_out", "embedded_now", "from_cache", "encoder_version",
+                          "seconds"))
 
 
 if __name__ == "__main__":

@@ -47,3 +47,24 @@ def test_bad_config_exits_2_with_the_key(capsys: pytest.CaptureFixture[str], tmp
 def test_config_prints_resolved_yaml(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["config", "--profile", "tiny", "--set", "seed=5"]) == 0
     assert "seed: 5" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name, actions", [("features", ["publish", "get", "render-repo"]),
+                                           ("stream", ["consume", "simulate", "health"]),
+                                           ("registry", ["offer", "champion", "show"])])
+def test_actions_are_subcommands_with_their_own_required_paths(name: str, actions: list[str],
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Each action declares what it needs, so `larr features publish` without --raw is argparse's error."""
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args([name, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert all(a in out for a in actions)
+
+
+def test_python_m_cli_user_error_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("world: {n_users: 5\n")
+    r = subprocess.run([sys.executable, "-m", "cli", "config", "--config", str(bad)], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("error: config file is not valid YAML") and r.stderr.count("\n") == 1

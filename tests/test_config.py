@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -72,3 +74,52 @@ def test_spec_key_selects_a_feature_spec() -> None:
     assert load_spec(load_config("tiny", overrides=["spec=app_usage"]).spec).name == "app_usage"
     with pytest.raises(ValueError, match="not a built-in spec"):
         load_spec(load_config("tiny", overrides=["spec=nope.yaml"]).spec)
+
+
+def test_malformed_yaml_names_the_file_and_line(tmp_path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("world:\n  n_users: 50\n  n_pois: [1, 2\n")
+    with pytest.raises(ConfigError) as err:
+        load_config("tiny", f)
+    msg = str(err.value)
+    assert "not valid YAML" in msg and f"{f} line 4" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("text, expected", [("- a\n- b\n", "top level must be a mapping"), ("", None)])
+def test_config_file_top_level(tmp_path, text: str, expected: str | None) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    if expected is None:
+        assert load_config("tiny", f) == load_config("tiny")  # an empty file changes nothing
+    else:
+        with pytest.raises(ConfigError, match=expected):
+            load_config("tiny", f)
+
+
+def test_config_path_that_is_a_folder(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="is a folder, not a YAML file"):
+        load_config("tiny", tmp_path)
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("seed", "expected KEY=VALUE"),
+    ("world..n_users=3", "not a dotted key"),
+    ("world.n_users.x=1", "world.n_users is a value, not a section"),
+    ("world.n_users=[1", "the value is not valid YAML"),
+])
+def test_bad_overrides_are_config_errors(override: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_config("tiny", overrides=[override])
+
+
+def test_errors_are_one_line_and_say_where_the_key_came_from(tmp_path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump({"ctr": {"epoch": 2}}))
+    with pytest.raises(ConfigError) as err:
+        load_config("tiny", f, ["world.n_user=5"], seed=-1)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "world.n_user: unknown key (did you mean world.n_users?) [--set world.n_user=5]" in msg
+    assert f"ctr.epoch: unknown key (did you mean ctr.epochs?) [--config {f}]" in msg
+    assert "seed:" in msg and "[--seed]" in msg
+    assert "`larr config" in msg  # the fix

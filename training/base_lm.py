@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from larr.config import LarrConfig, load_config
+from larr.config import LarrConfig
+from larr.entry import add_config_args, config_from_args, entry_point, existing_dir
 from larr.llm.backbone import build_default_model, load_backbone, save_backbone, train_tokenizer
 from larr.llm.lm_data import pack, tokenize_documents
 from training.common import read_latest, seed_everything, set_threads, strip_tags, write_json
@@ -69,15 +70,21 @@ def run(cfg: LarrConfig, raw: Path, jobs: Path, out: Path) -> dict[str, Any]:
     return metrics
 
 
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training.base_lm", description=__doc__.split("\n")[0])
+    add_config_args(p)
+    p.add_argument("--raw", required=True, type=existing_dir, help="raw data folder (the general text)")
+    p.add_argument("--jobs", required=True, help="root of the Spark job outputs (larr spark --out)")
+    p.add_argument("--out", required=True, help="run folder; the backbone goes to OUT/base")
+    return p
+
+
+@entry_point
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--profile", default="small")
-    p.add_argument("--raw", required=True)
-    p.add_argument("--jobs", required=True)
-    p.add_argument("--out", required=True)
-    a = p.parse_args(argv)
+    """``python -m training.base_lm``; user errors: one line, exit 2."""
+    a = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    run(load_config(a.profile), Path(a.raw), Path(a.jobs), Path(a.out))
+    run(config_from_args(a), Path(a.raw), Path(a.jobs), Path(a.out))
     return 0
 
 

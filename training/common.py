@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from larr.config import LarrConfig, load_config, save_config
+from larr.config import LarrConfig, save_config
+from larr.entry import UserError, add_config_args
+from larr.entry import config_from_args as _config_from_args
 
 _TAG = re.compile(r"</?[A-Za-z]+(?:_[A-Za-z]+)?>")
 
@@ -55,18 +57,15 @@ def write_json(path: Path, data: dict[str, Any], cfg: LarrConfig | None = None) 
         save_config(cfg, path.parent)
 
 
-def launcher_parser(doc: str | None) -> argparse.ArgumentParser:
+def launcher_parser(doc: str | None, prog: str | None = None) -> argparse.ArgumentParser:
     """Arguments shared by the stage entry points (``python -m training.cpt``, ``torchrun ... -m
-    training.cpt``, ``deepspeed ... --module training.cpt``); the config arguments are the CLI's, so
-    ``larr train STAGE`` re-executes a stage under its launcher with the arguments it was given."""
-    p = argparse.ArgumentParser(description=(doc or "").split("\n")[0])
-    p.add_argument("--profile", default="small")
-    p.add_argument("--config")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, e.g. --set llm.cpt.epochs=2 (repeatable)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--jobs", required=True)
-    p.add_argument("--out", required=True)
+    training.cpt``, ``deepspeed ... --module training.cpt``); the config arguments are the CLI's (the shared
+    ones of :mod:`larr.entry`), so ``larr train STAGE`` re-executes a stage under its launcher with the
+    arguments it was given."""
+    p = argparse.ArgumentParser(prog=prog, description=(doc or "").split("\n")[0])
+    add_config_args(p, "config override, e.g. --set llm.cpt.epochs=2 (repeatable)")
+    p.add_argument("--jobs", required=True, help="root of the Spark job outputs (larr spark --out)")
+    p.add_argument("--out", required=True, help="run folder for models and metrics")
     p.add_argument("--deepspeed", nargs="?", const="", help="DeepSpeed JSON config (training/configs/zero2.json or "
                                                            "zero3.json)")
     p.add_argument("--deepspeed_config", "--deepspeed-config", help="the same, as pyspark's "
@@ -80,10 +79,11 @@ def deepspeed_arg(a: argparse.Namespace) -> str | None:
     """The DeepSpeed config file of ``--deepspeed FILE`` or ``--deepspeed --deepspeed_config FILE``."""
     path = a.deepspeed_config or a.deepspeed
     if a.deepspeed == "" and not path:
-        raise SystemExit("--deepspeed needs a config file (or --deepspeed_config FILE)")
+        raise UserError("--deepspeed needs a config file", "--deepspeed",
+                        "give --deepspeed training/configs/zero2.json (or --deepspeed --deepspeed_config FILE)")
     return path or None
 
 
 def config_from_args(a: argparse.Namespace) -> LarrConfig:
     """The resolved config of a stage entry point: profile < --config < --set < --seed, as in the CLI."""
-    return load_config(a.profile, a.config, a.overrides, a.seed)
+    return _config_from_args(a)

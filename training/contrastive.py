@@ -11,6 +11,7 @@ GPU:  deepspeed --num_gpus 8 training/contrastive.py --jobs ... --out ... --deep
 
 from __future__ import annotations
 
+import argparse
 import copy
 import hashlib
 import json
@@ -28,6 +29,7 @@ from tqdm import tqdm
 from transformers import AutoModelForCausalLM, get_cosine_schedule_with_warmup
 
 from larr.config import LarrConfig
+from larr.entry import entry_point
 from larr.llm.backbone import load_backbone
 from larr.llm.contrastive import global_mean_weight, grad_cache_step, info_nce, kind_batches
 from larr.llm.encoder import TextEncoder
@@ -302,11 +304,17 @@ def save_noft_encoder(cfg: LarrConfig, out: Path, name: str = "encoder_noft") ->
     return out / name
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = launcher_parser(__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    p = launcher_parser(__doc__, prog="python -m training.contrastive")
     p.add_argument("--init", choices=["cpt", "base"], default="cpt")
     p.add_argument("--name", help="artefact folder name under OUT (default encoder, or encoder_nocpt for --init base)")
-    a = p.parse_args(argv)
+    return p
+
+
+@entry_point
+def main(argv: list[str] | None = None) -> int:
+    """``python -m training.contrastive`` (also under torchrun/deepspeed); user errors: one line, exit 2."""
+    a = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     run(config_from_args(a), Path(a.jobs), Path(a.out), a.init, name=a.name, deepspeed=deepspeed_arg(a),
         gradient_checkpointing=a.gradient_checkpointing)

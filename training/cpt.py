@@ -15,6 +15,7 @@ partitions first.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import sys
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from larr.config import LarrConfig
+from larr.entry import entry_point
 from larr.llm.backbone import add_field_tokens, load_backbone
 from larr.llm.lm_data import pack, target_loss, tokenize_documents
 from larr.spec import load_spec
@@ -104,9 +106,14 @@ def _zero_stage(deepspeed: str | None) -> int:
     return int(json.loads(Path(deepspeed).read_text()).get("zero_optimization", {}).get("stage", 0))
 
 
+def build_parser() -> argparse.ArgumentParser:
+    return launcher_parser(__doc__, prog="python -m training.cpt")
+
+
+@entry_point
 def main(argv: list[str] | None = None) -> int:
-    p = launcher_parser(__doc__)
-    a = p.parse_args(argv)
+    """``python -m training.cpt`` (also under torchrun/deepspeed); user errors: one line, exit 2."""
+    a = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     run(config_from_args(a), Path(a.jobs), Path(a.out), deepspeed_arg(a), a.gradient_checkpointing)
     return 0

@@ -30,13 +30,14 @@ import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
-from larr.config import CtrConfig, LarrConfig, config_to_dict, load_config
+from larr.config import CtrConfig, LarrConfig, config_to_dict
 from larr.ctr.artifact import build_model, predict
 from larr.ctr.columns import CtrColumns, ctr_columns
 from larr.ctr.data import CtrStream, Preprocessor, SceneTable, id_dropout, split_files
 from larr.ctr.gauc import gauc
 from larr.ctr.models import ctr_ctcvr_loss
 from larr.ctr.p5 import P5Classifier, SceneTexts
+from larr.entry import UserError, add_config_args, config_from_args, entry_point, require_dir
 from larr.llm.contrastive import global_mean_weight
 from larr.metrics import auc
 from larr.spec import Spec, load_spec, window_of
@@ -136,6 +137,7 @@ class CtrData:
             raise FileNotFoundError(f"{samples} has no date= partitions: run `larr spark ctr_samples` first")
         window = window_of(spec, days)
         train, valid, test = (split_files(samples, (s,), window) for s in ("train", "valid", "test"))
+        require_sample_columns(spec, cols, {"train": train, "valid": valid, "test": test})
         prep = Preprocessor.fit(train, cols)
         keys = [spec.log.request, spec.item_key, spec.user_key]
         extra = ([cols.item_age] if cols.item_age else []) + list(spec.slices.values())
@@ -188,6 +190,23 @@ class CtrData:
             self._scenes[key] = SceneTable(path)
         self._scenes[key].require_coverage(self.train_files, min_coverage, self.spec.scene)
         return self._scenes[key]
+
+
+def require_sample_columns(spec: Spec, cols: CtrColumns, files: dict[str, list[Path]]) -> None:
+    """Every ctr_samples file holds the columns training and evaluation read, checked from the parquet footers
+    before any row is read.  Why: pyarrow's batch reader silently skips a column it does not find, so a file
+    written by another spec (or by hand) used to end in a KeyError or IndexError deep inside an epoch."""
+    every = [*cols.categorical, *cols.numeric, *cols.labels, spec.user_key, "scene_keys"]
+    test_only = [spec.log.request, spec.item_key, *([cols.item_age] if cols.item_age else []), *spec.slices.values()]
+    for split, paths in files.items():
+        want = list(dict.fromkeys(every + (test_only if split == "test" else [])))
+        bad = {f: missing for f in paths if (missing := [c for c in want if c not in pq.read_schema(f).names])}
+        if bad:
+            first, missing = next(iter(bad.items()))
+            more = f" and {len(bad) - 1} more file(s)" if len(bad) > 1 else ""
+            raise UserError(f"CTR samples lack column(s) {', '.join(missing)} that the spec {spec.name!r} needs",
+                            f"{first}{more}; {len(bad)} of {len(paths)} {split} file(s)",
+                            "re-run `larr spark ctr_samples` with the same spec (--set spec=...)")
 
 
 def _standard_labels(spec: Spec, df: pd.DataFrame) -> pd.DataFrame:
@@ -432,34 +451,40 @@ def run_p5(cfg: LarrConfig, d: CtrData, seed: int, llm: Path, jobs: Path | None 
             "parameters": sum(q.numel() for q in model.parameters() if q.requires_grad)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Train one CTR model kind and evaluate it on the test day "
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m training.ctr",
+                                 description="Train one CTR model kind and evaluate it on the test day "
                                              "(the whole comparison: `larr experiment paper`). Runs as one "
                                              "process or under torchrun (`torchrun --nproc_per_node N -m "
                                              "training.ctr ...`), the global batch being ctr.batch_size.")
     ap.add_argument("--kind", default="larr", choices=["ple", "larr", "noal", "wdl", "deepfm", "p5"])
-    ap.add_argument("--profile", default="small")
-    ap.add_argument("--config", help="YAML file whose keys override the profile")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="config override, e.g. --set ctr.epochs=1")
+    add_config_args(ap, "config override, e.g. --set ctr.epochs=1 (repeatable)")
     ap.add_argument("--data", default="data/small", help="world folder (jobs/ and features/ inside)")
     ap.add_argument("--jobs", help="Spark job outputs (default DATA/jobs)")
     ap.add_argument("--features", help="folder with scene_value_embeddings.parquet (default DATA/features)")
     ap.add_argument("--llm", default="runs/small/llm", help="LLM run folder (P5 fine-tunes its backbone)")
     ap.add_argument("--out", default="runs/small/ctr")
-    ap.add_argument("--seed", type=int, help="random seed (default: the config's)")
     ap.add_argument("--save", help="write the model artefact (weights, preprocessor, config) to this folder")
     ap.add_argument("--candidate", help="write a registry candidate to this folder instead (what `larr ctr "
                                         "train --out DIR` writes: artefact, metrics.json, config.json)")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     ap.add_argument("--local_rank", "--local-rank", type=int, default=-1, help=argparse.SUPPRESS)
+    return ap
+
+
+@entry_point
+def main(argv: list[str] | None = None) -> int:
+    """``python -m training.ctr`` (also under torchrun); user errors (bad config, missing folder or column):
+    one line, exit 2."""
+    ap = build_parser()
     a = ap.parse_args(argv)
+    if a.candidate and a.kind == "p5":
+        ap.error("--candidate: the P5 baseline (--kind p5) is not a registry candidate; pick another --kind")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = load_config(a.profile, a.config, overrides=a.overrides, seed=a.seed)
+    cfg = config_from_args(a)
+    require_dir(a.data, "--data", "give the world folder (`larr generate --out DIR`, then `larr spark all`)")
     jobs = Path(a.jobs) if a.jobs else None
     if a.candidate:
-        if a.kind == "p5":
-            raise SystemExit("--candidate: the P5 baseline is not a registry candidate")
         out = Path(a.candidate)
         m = train_candidate(cfg, a.kind, Path(a.data), out, jobs, Path(a.features) if a.features else None,
                             progress=not a.quiet)
