@@ -37,6 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="real-time scene state older than this falls back to the request context (default 2 h)")
     p.add_argument("--reload-seconds", type=float, default=5.0,
                    help="how often the registry's champion pointer is checked (0: never)")
+    p.add_argument("--item-refresh-s", type=float, default=300.0,
+                   help="how often the in-memory copy of the items' online rows (statistics, profile) is "
+                        "re-read from the store (default 5 min; 0: only at start-up)")
     p.add_argument("--llm-backbone", help="enable the LLM-in-the-loop path (?path=llm): a backbone folder, "
                                           "e.g. RUN/llm/cpt (benchmarks only)")
     p.add_argument("--scene-vocab", help="scene_vocab job output (texts of the scene keys) for the LLM path")
@@ -74,6 +77,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = {"source": args.registry or args.model, "repo": args.repo, "spec": args.spec,
                 "max_state_age_s": args.max_state_age_s, "reload_seconds": args.reload_seconds,
+                "item_refresh_s": args.item_refresh_s,
                 "llm_backbone": args.llm_backbone, "scene_vocab": args.scene_vocab}
     for name in ("source", "repo"):
         if not Path(settings[name]).exists():

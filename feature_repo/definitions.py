@@ -62,6 +62,11 @@ user_poi_stats_source = FileSource(
     path=str(DATA / "user_poi_stats.parquet"),
     timestamp_field="event_timestamp",
 )
+user_poi_history_source = FileSource(
+    name="user_poi_history_source",
+    path=str(DATA / "user_poi_history.parquet"),
+    timestamp_field="event_timestamp",
+)
 user_context_source = FileSource(
     name="user_context_source",
     path=str(DATA / "user_context.parquet"),
@@ -135,6 +140,22 @@ user_poi_stats = FeatureView(
         Field(name="up_ctr", dtype=Float64),
     ],
     description="user x poi statistics from days strictly before the row's event day (ctr_samples)",
+)
+
+user_poi_history = FeatureView(
+    name="user_poi_history",
+    entities=[user],
+    ttl=timedelta(days=30),
+    source=user_poi_history_source,
+    schema=[
+        Field(name="poi_ids", dtype=Array(Int64)),
+        Field(name="up_imps", dtype=Array(Int64)),
+        Field(name="up_clicks", dtype=Array(Int64)),
+        Field(name="up_orders", dtype=Array(Int64)),
+        Field(name="up_ctr", dtype=Array(Float64)),
+    ],
+    description="the same user x poi statistics keyed by user alone: arrays aligned by position with the "
+    "poi ids, so a scorer reads every pair of a user in one lookup",
 )
 
 # ----- per-request inputs of the scorer: the row of the day, as ctr_samples joined it
@@ -231,7 +252,7 @@ region_scene_state = FeatureView(
 # ----- services
 ctr_model = FeatureService(
     name="ctr_model",
-    features=[user_stats, poi_stats, user_poi_stats, user_context, poi_profile, scene_value_embedding, region_scene_state],
+    features=[user_stats, poi_stats, user_poi_stats, user_poi_history, user_context, poi_profile, scene_value_embedding, region_scene_state],
 )
 recall = FeatureService(
     name="recall",

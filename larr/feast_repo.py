@@ -63,6 +63,19 @@ def pair_stats(spec: Spec) -> tuple[str, list[str], list[str]]:
     return f"{spec.user_name}_{spec.item_name}_stats", counts, ["up_ctr"]
 
 
+def pair_history(spec: Spec) -> tuple[str, str, list[tuple[str, str]]]:
+    """``(view, items column, [(column, Feast type)])`` of the user-keyed copy of the user x item statistics:
+    one row per user and day whose arrays hold, position by position, the items and their ``up_*`` values.
+    The scorer reads it with the user's other rows in one single-entity lookup, instead of one lookup per
+    candidate pair (``{user}_{item}_stats`` stays for point-in-time joins and other readers)."""
+    _, counts, rates = pair_stats(spec)
+    item_type = "String" if _key_type(spec, spec.item.table, spec.item_key) == "STRING" else "Int64"
+    items = f"{spec.item_name}_ids"
+    return (f"{spec.user_name}_{spec.item_name}_history", items,
+            [(items, f"Array({item_type})"), *((c, "Array(Int64)") for c in counts),
+             *((c, "Array(Float64)") for c in rates)])
+
+
 def scene_key_column(field: str) -> str:
     """Column of a field's scene-value key in the serving views (``key_<FIELD>``)."""
     return f"key_{field}"
@@ -181,7 +194,8 @@ def definitions_source(spec: Spec) -> str:
     rt = spec.realtime
     pair_view, pair_counts, pair_rates = pair_stats(spec)
     ctx = context_views(spec)
-    served = [pair_view, *ctx]
+    hist_view, _, hist_schema = pair_history(spec)
+    served = [pair_view, hist_view, *ctx]
     bound = [*_entity_names(spec), *stats, *(f"{s}_source" for s in stats), *served,
              *(f"{s}_source" for s in served), f"{user}_embeddings_source",
              f"{item}_embeddings_source", "scene_value_embeddings_source", *emb.values(), SCENE_VIEW,
@@ -262,6 +276,9 @@ def definitions_source(spec: Spec) -> str:
     _view(lines, pair_view, f"{user}, {item}", "days=30", stat_sources[pair_view],
           [(c, "Int64") for c in pair_counts] + [(c, "Float64") for c in pair_rates],
           _text(f"{user} x {item} statistics from days strictly before the row's event day (ctr_samples)"))
+    _view(lines, hist_view, user, "days=30", stat_sources[hist_view], hist_schema,
+          _text(f"the same {user} x {item} statistics keyed by {user} alone: arrays aligned by position with "
+                f"the {item} ids, so a scorer reads every pair of a {user} in one lookup"))
 
     lines.append("# ----- per-request inputs of the scorer: the row of the day, as ctr_samples joined it")
     what = {"user": f"keys of the {user}'s scene fields for the day (history from days strictly before it)",

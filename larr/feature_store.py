@@ -21,7 +21,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from larr.feast_repo import REPO, context_views, definitions_source, pair_stats, scene_key_column, stat_views
+from larr.feast_repo import (
+    REPO,
+    context_views,
+    definitions_source,
+    pair_history,
+    pair_stats,
+    scene_key_column,
+    stat_views,
+)
 from larr.spec import Spec, load_spec
 
 log = logging.getLogger("larr.features")
@@ -69,6 +77,12 @@ def export_stats(jobs: Path, features: Path, spec: Spec | str | Path) -> dict[st
         df = samples[[*ids, "event_timestamp", *cols]].drop_duplicates([*ids, "event_timestamp"])
         df.to_parquet(features / f"{name}.parquet", index=False)
         out[name] = len(df)
+        if name == pair:  # the same rows keyed by user alone, as arrays (what the scorer reads)
+            hist, items, _ = pair_history(spec)
+            h = (df.rename(columns={spec.item_key: items})
+                 .groupby([spec.user_key, "event_timestamp"], sort=False)[[items, *cols]].agg(list).reset_index())
+            h.to_parquet(features / f"{hist}.parquet", index=False)
+            out[hist] = len(h)
     log_t = spec.tables[spec.log.table]
     lookups = []
     for f in spec.scene:

@@ -38,6 +38,7 @@ class ServeSettings:
     spec: str | None = None  # default: the model's own spec
     max_state_age_s: float = 7200.0
     reload_seconds: float = 5.0
+    item_refresh_s: float = 300.0  # how often the in-memory copy of the item rows is re-read from the store
     llm_backbone: Path | None = None
     scene_vocab: Path | None = None
 
@@ -61,7 +62,8 @@ class Metrics:
 def create_app(settings: ServeSettings, spec: Spec | None = None) -> FastAPI:
     """The app for ``settings``; the request schema comes from ``spec`` (default: the served model's)."""
     scorer = Scorer(settings.source, settings.repo, spec or (load_spec(settings.spec) if settings.spec else None),
-                    settings.max_state_age_s, settings.reload_seconds, settings.llm_backbone, settings.scene_vocab)
+                    settings.max_state_age_s, settings.reload_seconds, settings.llm_backbone, settings.scene_vocab,
+                    settings.item_refresh_s)
     spec = scorer.spec or spec or load_spec(settings.spec or "food_delivery")
     ScoreRequest, _ = request_models(spec)
     metrics = Metrics()

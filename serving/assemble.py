@@ -64,8 +64,11 @@ class Assembler:
             self.lookups = {(f, v): int(k) for f, v, k in zip(t["field"], t["value"], t["scene_key"], strict=True)}
         self.groups = _realtime_groups(m.spec)
 
-    # ----- the log row of every candidate
-    def log_rows(self, request: Any, online: dict[str, list[Any]], fallbacks: list[str]) -> pd.DataFrame:
+    # ----- the columns of the candidates' rows: a value shared by all, or one value per candidate
+    def columns(self, request: Any, online: dict[str, list[Any]], fallbacks: list[str]) -> _Columns:
+        """The log row (request context, real-time state, per-candidate columns, derived columns) and the
+        online rows, without building a frame: most values are the same for every candidate, so they are
+        held once (``const``) and only the per-candidate ones are vectors."""
         s = self.spec
         ctx = {k: v for k, v in request.context.model_dump().items() if v is not None}
         ts = pd.Timestamp(ctx[s.log.time])
@@ -74,20 +77,34 @@ class Assembler:
         ctx[s.log.time] = ts
         self._apply_state(ctx, online, ts, fallbacks)
         n = len(request.candidates)
-        df = pd.DataFrame({s.user_key: [request.user_id] * n, s.item_key: [c.id for c in request.candidates]})
+        cols = _Columns(n)
+        cols.const[s.user_key] = request.user_id
+        cols.per[s.item_key] = [c.id for c in request.candidates]
         for c in self.needed:
             if c in s.serving.per_candidate:
-                df[c] = [getattr(cand, c) for cand in request.candidates]
+                cols.per[c] = [getattr(cand, c) for cand in request.candidates]
             else:
-                df[c] = [ctx.get(c)] * n
+                cols.const[c] = ctx.get(c)
         for name, d in self.log_t.derived.items():  # derived log columns, as the Spark jobs compute them
-            if all(c in df.columns and df[c].notna().all() for c in d.inputs()):
-                df[name] = derived_column(d, df)
+            inputs = d.inputs()
+            if not all(cols.has(c) and cols.complete(c) for c in inputs):
+                continue
+            if cols.shared(inputs):  # one value for every candidate: the scalar form of the same rule
+                cols.put(name, value_of(d, {c: cols.const[c] for c in inputs}), shared=True)
+            else:
+                cols.put(name, derived_column(d, cols.frame(inputs)).tolist(), shared=False)
         for check in self.log_t.equals_derived:  # a log column that equals a derived one (food: time_slot)
             col, der = check["column"], check["derived"]
-            if col in df.columns and der in df.columns:
-                df[col] = df[col].where(df[col].notna(), df[der])
-        return df
+            if cols.has(col) and cols.has(der):
+                mine, other = cols.vector(col), cols.vector(der)
+                cols.put(col, [o if _absent(m) else m for m, o in zip(mine, other, strict=True)],
+                         shared=cols.shared([col, der]))
+        for groups, shared in ((self.views.user, True), (self.views.item, False), (self.views.pair, False)):
+            for view, names in groups.items():
+                for c in names:
+                    vals = online.get(f"{view}__{c}", [None] * n)
+                    cols.put(c, vals[0] if shared else vals, shared=shared)
+        return cols
 
     def _apply_state(self, ctx: dict[str, Any], online: dict[str, list[Any]], ts: pd.Timestamp,
                      fallbacks: list[str]) -> None:
@@ -115,44 +132,49 @@ class Assembler:
     def assemble(self, request: Any, online: dict[str, list[Any]]) -> Assembled:
         s, prep = self.spec, self.m.prep
         fallbacks: list[str] = []
-        df = self.log_rows(request, online, fallbacks)
-        n = len(df)
+        cols = self.columns(request, online, fallbacks)
+        n = cols.n
         per: list[list[str]] = [[] for _ in range(n)]
-        missing_num = np.zeros((n, len(prep.numeric_columns)), bool)
-        num_index = {c: i for i, c in enumerate(prep.numeric_columns)}
-        for groups in (self.views.user, self.views.item, self.views.pair):
-            for view, cols in groups.items():
-                vals = {c: online.get(f"{view}__{c}", [None] * n) for c in cols}
-                absent = np.array([all(vals[c][i] is None for c in cols) for i in range(n)]) if cols else \
-                    np.zeros(n, bool)
-                for c in cols:
-                    df[c] = pd.array(vals[c], dtype=object)
-                if absent.any():
-                    for i in np.flatnonzero(absent):
-                        per[i].append(f"{view}: no online row, cold-start defaults")
-                    for c in cols:
-                        if c in num_index:
-                            missing_num[absent, num_index[c]] = True
-        if self.cols.item_age and "created_day" in df:
-            day = (ts_day(df[s.log.time].iloc[0]))
-            created = pd.to_numeric(df["created_day"], errors="coerce")
-            df[self.cols.item_age] = day - created
-            if self.cols.item_age in num_index:
-                missing_num[created.isna().to_numpy(), num_index[self.cols.item_age]] = True
-        for c in prep.numeric_columns:  # per-candidate or context numbers the request did not give
-            if c not in df:
-                df[c] = np.nan
-            gap = pd.to_numeric(df[c], errors="coerce").isna().to_numpy()
-            if gap.any() and not missing_num[gap, num_index[c]].all():
-                new = gap & ~missing_num[:, num_index[c]]
-                missing_num[new, num_index[c]] = True
-                if c in self.needed or c in s.serving.per_candidate:
-                    fallbacks.append(f"{c}: not given for {int(new.sum())} of {n} candidates; training mean used")
-        for c in prep.categorical_columns:
-            if c not in df:
-                df[c] = None
-        cat = prep.categorical(df)
-        for j, c in enumerate(prep.categorical_columns):
+        nums = list(prep.numeric_columns)
+        num_index = {c: i for i, c in enumerate(nums)}
+        cold = np.zeros((n, len(nums)), bool)  # no online row: cold-start default, flagged per candidate
+        for groups in (self.views.item, self.views.pair):
+            for view, names in groups.items():
+                if not names:
+                    continue
+                absent = np.logical_and.reduce([_none_mask(cols.vector(c)) for c in names])
+                for i in np.flatnonzero(absent):
+                    per[i].append(f"{view}: no online row, cold-start defaults")
+                for c in names:
+                    if c in num_index:
+                        cold[absent, num_index[c]] = True
+        for view, names in self.views.user.items():
+            if names and all(_absent(cols.const.get(c)) for c in names):
+                for i in range(n):
+                    per[i].append(f"{view}: no online row, cold-start defaults")
+                cold[:, [num_index[c] for c in names if c in num_index]] = True
+        if self.cols.item_age and cols.has("created_day"):
+            day = ts_day(cols.const[s.log.time])
+            created = _floats(cols.vector("created_day"))
+            cols.put(self.cols.item_age, day - created, shared=False)
+        x = np.empty((n, len(nums)))
+        counts = set(prep.counts)
+        for c, i in num_index.items():
+            x[:, i] = _floats(cols.vector(c)) if cols.has(c) else np.nan
+            gap = np.isnan(x[:, i])
+            new = gap & ~cold[:, i]
+            if new.any() and (c in self.needed or c in s.serving.per_candidate):
+                fallbacks.append(f"{c}: not given for {int(new.sum())} of {n} candidates; training mean used")
+            x[gap, i] = 0.0 if c in counts else prep.mean[c]  # cold start: zero counts, the training mean
+        num = prep.numeric(pd.DataFrame(x, columns=nums))
+        cat = np.empty((n, len(prep.vocab)), np.int64)
+        for j, (c, vocab) in enumerate(prep.vocab.items()):
+            if not cols.has(c):
+                cat[:, j] = vocab.get("None", OOV)
+            elif c in cols.const:
+                cat[:, j] = vocab.get(_as_str(cols.const[c]), OOV)
+            else:
+                cat[:, j] = [vocab.get(_as_str(v), OOV) for v in cols.per[c]]
             oov = cat[:, j] == OOV
             if not oov.any():
                 continue
@@ -162,50 +184,108 @@ class Assembler:
                 for i in np.flatnonzero(oov):
                     per[i].append(f"{c}: unknown to the model (OOV)")
             else:
-                fallbacks.append(f"{c}: value {df[c].iloc[int(np.flatnonzero(oov)[0])]!r} unknown to the model (OOV)")
-        counts = set(prep.counts)
-        filled = df[list(prep.numeric_columns)].apply(pd.to_numeric, errors="coerce").astype(float)
-        for c, i in num_index.items():  # cold start: zero counts, the training mean for everything else
-            fill = 0.0 if c in counts else prep.mean[c]
-            filled.loc[missing_num[:, i], c] = fill
-        num = prep.numeric(filled)
+                first = cols.vector(c)[int(np.flatnonzero(oov)[0])] if cols.has(c) else None
+                fallbacks.append(f"{c}: value {first!r} unknown to the model (OOV)")
         batch = {"cat": torch.from_numpy(cat), "num": torch.from_numpy(num)}
-        keys = self.scene_keys(df, fallbacks if self.m.scene is not None else [])
+        keys = self.scene_keys(cols, fallbacks if self.m.scene is not None else [])
         batch["scene_keys"] = torch.from_numpy(keys)  # the LLM-in-the-loop path reads their texts
         if self.m.scene is not None:
             batch["scene_rows"] = torch.from_numpy(self.m.scene.rows(keys))
         return Assembled(batch, list(dict.fromkeys(fallbacks)), per)
 
-    def scene_keys(self, df: pd.DataFrame, fallbacks: list[str]) -> np.ndarray:
+    def scene_keys(self, cols: _Columns, fallbacks: list[str]) -> np.ndarray:
         """[n, N] keys of the spec's scene fields, as ``ctr_samples`` attaches them (0: no key)."""
-        s = self.spec
-        out = np.zeros((len(df), len(s.scene)), np.int64)
+        s, n = self.spec, cols.n
+        out = np.zeros((n, len(s.scene)), np.int64)
         for j, f in enumerate(s.scene):
             fs = s.fields[f]
             col = scene_key_column(f)
             if fs.entity in ("user", "item"):
-                out[:, j] = pd.to_numeric(df.get(col), errors="coerce").fillna(0).to_numpy(np.int64) \
-                    if col in df else 0
+                if cols.has(col):  # int64 keys: never through float (they exceed 2^53)
+                    out[:, j] = [0 if _absent(v) else int(v) for v in cols.vector(col)]
                 continue
             if fs.column is not None and fs.column in self.log_t.lookups:
                 via = self.log_t.lookups[fs.column].via
-                out[:, j] = [self.lookups.get((f, str(v)), 0) for v in df[via]]
+                out[:, j] = [self.lookups.get((f, str(v)), 0) for v in cols.vector(via)] if cols.has(via) else 0
             else:  # rendered once per distinct input (usually one: the request's context)
-                inputs = [fs.column] if fs.column is not None else [c for c in fs.inputs() if c in df]
-                groups = df.groupby(inputs, sort=False, dropna=False).indices if inputs else {}
-                for vals, idx in groups.items():
-                    row = dict(zip(inputs, vals if isinstance(vals, tuple) else (vals,), strict=True))
-                    try:
-                        v = row[fs.column] if fs.column is not None else value_of(fs, row)
-                    except (KeyError, TypeError, ValueError):
-                        v = None
-                    if v is None or (isinstance(v, float) and np.isnan(v)):
-                        continue
-                    out[idx, j] = self.reg.feature_key(f, self.reg.render(f, v))
+                inputs = [c for c in ([fs.column] if fs.column is not None else fs.inputs()) if cols.has(c)]
+                rows = list(zip(*(cols.vector(c) for c in inputs), strict=True)) if inputs else [()] * n
+                done: dict[tuple, int] = {}
+                for i, vals in enumerate(rows):
+                    if vals not in done:
+                        done[vals] = self._render_key(f, fs, dict(zip(inputs, vals, strict=True)))
+                    out[i, j] = done[vals]
             if (out[:, j] == 0).any():
-                fallbacks.append(f"{f}: no scene value for {int((out[:, j] == 0).sum())} of {len(df)} "
+                fallbacks.append(f"{f}: no scene value for {int((out[:, j] == 0).sum())} of {n} "
                                  "candidates (no vector, masked out)")
         return out
+
+    def _render_key(self, f: str, fs: Any, row: dict[str, Any]) -> int:
+        try:
+            v = row[fs.column] if fs.column is not None else value_of(fs, row)
+        except (KeyError, TypeError, ValueError):
+            return 0
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            return 0
+        return self.reg.feature_key(f, self.reg.render(f, v))
+
+
+class _Columns:
+    """Named columns of ``n`` candidate rows: ``const`` (one value for all) or ``per`` (a list of ``n``)."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.const: dict[str, Any] = {}
+        self.per: dict[str, Any] = {}
+
+    def has(self, c: str) -> bool:
+        return c in self.const or c in self.per
+
+    def put(self, c: str, value: Any, shared: bool) -> None:
+        self.const.pop(c, None)
+        self.per.pop(c, None)
+        if shared:
+            self.const[c] = value[0] if isinstance(value, list) else value
+        else:
+            self.per[c] = value
+
+    def shared(self, names: list[str]) -> bool:
+        return all(c in self.const for c in names)
+
+    def vector(self, c: str) -> list[Any]:
+        return [self.const[c]] * self.n if c in self.const else list(self.per[c])
+
+    def complete(self, c: str) -> bool:
+        return not _none_mask(self.vector(c) if c in self.per else [self.const[c]]).any()
+
+    def frame(self, names: list[str]) -> pd.DataFrame:
+        """The columns as an ``n``-row frame (for :func:`derived_column`)."""
+        return pd.DataFrame({c: self.vector(c) for c in names})
+
+
+def _absent(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and np.isnan(v))
+
+
+def _none_mask(values: list[Any]) -> np.ndarray:
+    return np.fromiter((_absent(v) for v in values), bool, len(values))
+
+
+def _floats(values: Any) -> np.ndarray:
+    """Numbers as float64, NaN for what is not a finite number (as ``pd.to_numeric(errors='coerce')``)."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiub":
+        return values.astype(float)
+    try:
+        return np.array(values, dtype=float)  # None -> NaN; fast for the usual all-number column
+    except (TypeError, ValueError):
+        pass
+    return pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce").to_numpy(float, na_value=np.nan)
+
+
+def _as_str(v: Any) -> str:
+    """The vocabulary key of a value: what ``Series.astype(str)`` gave for it when the vocabulary was fitted
+    on the parquet column (an int64 column: ``"12"``; a string column: the string)."""
+    return str(v)
 
 
 def ts_day(ts: Any) -> int:

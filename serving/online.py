@@ -1,15 +1,29 @@
-"""Per-request reads from Feast's online store: statistics, the user's and the items' rows of the day, and the
-real-time scene state -- one ``get_online_features`` call per request (Feast deduplicates entity keys per
-view, so the user's and the region's rows are read once however many candidates there are)."""
+"""Per-request reads from Feast's online store.
+
+What a request needs and where it comes from:
+
+* the user's rows of the day (statistics, scene-field keys, and every user x item statistic as the arrays of
+  ``{user}_{item}_history``) and the real-time scene state of the request's region: **one**
+  ``get_online_features`` call with **one** entity row per request, whatever the number of candidates;
+* the candidates' item rows (statistics, profile): from :class:`ItemCache`, an in-memory copy of the item
+  views read from the same online store at start-up and refreshed in the background (items are a bounded
+  set that changes once a day; users are not).  A candidate the cache does not hold is read from the store
+  in that request.
+
+A per-candidate read of the store costs about 0.1-0.2 ms per row in Feast's Python SDK (it converts every
+value), so reading 100 candidates' item and pair rows per request would cost more than the whole latency
+budget; see ``benchmarks/serving.py``.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from larr.feast_repo import REALTIME_VIEW, context_views, pair_stats, stat_columns
+from larr.feast_repo import REALTIME_VIEW, context_views, pair_history, pair_stats, stat_columns
 from larr.spec import Spec
 
 log = logging.getLogger("larr.serve")
@@ -27,6 +41,8 @@ class OnlineViews:
     item: dict[str, list[str]]
     pair: dict[str, list[str]]
     realtime: dict[str, list[str]]
+    history: str  # the user-keyed arrays of the pair statistics
+    history_items: str  # its column of item ids
 
     @classmethod
     def of(cls, spec: Spec) -> OnlineViews:
@@ -37,44 +53,159 @@ class OnlineViews:
         for view, (role, schema) in context_views(spec).items():
             (user if role == "user" else item)[view] = [c for c, _ in schema]
         p_view, p_counts, p_rates = pair_stats(spec)
+        h_view, h_items, _ = pair_history(spec)
         rt = {REALTIME_VIEW: state_columns(spec)} if spec.realtime else {}
-        return cls(user, item, {p_view: p_counts + p_rates}, rt)
+        return cls(user, item, {p_view: p_counts + p_rates}, rt, h_view, h_items)
 
-    def refs(self, with_realtime: bool) -> list[str]:
-        groups = [self.user, self.item, self.pair] + ([self.realtime] if with_realtime else [])
+    def request_refs(self, with_realtime: bool) -> list[str]:
+        """Feature references of the one per-request read (user views, pair arrays, real-time state)."""
+        groups = [self.user, self.history_views] + ([self.realtime] if with_realtime else [])
         return [f"{v}:{c}" for g in groups for v, cols in g.items() for c in cols]
+
+    @property
+    def history_views(self) -> dict[str, list[str]]:
+        (cols,) = self.pair.values()
+        return {self.history: [self.history_items, *cols]}
+
+    def item_refs(self) -> list[str]:
+        return [f"{v}:{c}" for v, cols in self.item.items() for c in cols]
 
 
 class OnlineReader:
     """Reads a request's rows through :class:`feast.FeatureStore` (SQLite or Redis, per the repo's yaml)."""
 
-    def __init__(self, repo: Path, spec: Spec):
+    def __init__(self, repo: Path, spec: Spec, item_refresh_s: float = 300.0):
         from larr import feature_store as fsx
 
         self.repo, self.spec = Path(repo), spec
         self.views = OnlineViews.of(spec)
         self.store = fsx.store(self.repo)
-        self._refs = {True: self.views.refs(True), False: self.views.refs(False)}
+        self._refs = {True: self.views.request_refs(True), False: self.views.request_refs(False)}
+        self.items = ItemCache(self, item_refresh_s)
 
-    def read(self, user: Any, items: list[Any], realtime_key: Any | None) -> dict[str, list[Any]]:
-        """``{"view__column": [value per candidate]}`` (None where the store has no row)."""
-        s = self.spec
-        with_rt = realtime_key is not None and bool(self.views.realtime)
-        rows = [{s.user_key: user, s.item_key: i, **({s.realtime.key: realtime_key} if with_rt else {})}
-                for i in items]
+    def _get(self, features: list[str], rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
         try:
-            resp = self.store.get_online_features(features=self._refs[with_rt], entity_rows=rows,
-                                                  full_feature_names=True)
-            return resp.to_dict()
+            return self.store.get_online_features(features=features, entity_rows=rows,
+                                                  full_feature_names=True).to_dict()
         except Exception as e:  # noqa: BLE001 - any failure to read is an outage for this request
             if _is_user_value_error(e):
                 raise
             raise StoreUnavailable(f"online store unreachable ({type(e).__name__}: {e})") from e
 
+    def read(self, user: Any, items: list[Any], realtime_key: Any | None) -> dict[str, list[Any]]:
+        """``{"view__column": [value per candidate]}`` (None where the store has no row): the shape the
+        assembler takes, whatever store or cache each value came from."""
+        s, v, n = self.spec, self.views, len(items)
+        with_rt = realtime_key is not None and bool(v.realtime)
+        row = {s.user_key: user, **({s.realtime.key: realtime_key} if with_rt else {})}
+        one = self._get(self._refs[with_rt], [row])
+        out: dict[str, list[Any]] = {}
+        for groups in (v.user, v.realtime if with_rt else {}):
+            for view, cols in groups.items():
+                for c in cols:
+                    out[f"{view}__{c}"] = one[f"{view}__{c}"] * n
+        (p_view, p_cols), = v.pair.items()
+        ids = one[f"{v.history}__{v.history_items}"][0] or []
+        pos = {i: k for k, i in enumerate(ids)}
+        at = [pos.get(i) for i in items]
+        for c in p_cols:
+            arr = one[f"{v.history}__{c}"][0] or []
+            out[f"{p_view}__{c}"] = [None if k is None or k >= len(arr) else arr[k] for k in at]
+        out.update(self.items.rows(items))
+        return out
+
+    def read_items(self, items: list[Any]) -> dict[str, list[Any]]:
+        """The item views' rows of ``items`` straight from the store."""
+        return self._get(self.views.item_refs(), [{self.spec.item_key: i} for i in items])
+
     def ping(self) -> None:
         """Raise :class:`StoreUnavailable` unless one online read succeeds."""
         probe = 0 if self.spec.tables[self.spec.user.table].columns[self.spec.user_key].type == "int" else ""
-        self.read(probe, [probe], None)
+        self._get(self._refs[False], [{self.spec.user_key: probe}])
+
+
+class ItemCache:
+    """The item views' online rows, held in memory: ``{item id: {"view__column": value}}``.
+
+    Filled from the online store for every item id of the item views' offline sources (Feast's registry
+    names the parquet), refreshed every ``refresh_s`` seconds by a background thread (:meth:`start`); the dict is replaced whole, so a request sees one consistent copy.  A refresh that
+    fails (store down) keeps the previous copy.  Memory: one dict entry per item and column (about 10^6
+    items x 10 columns at the paper's scale: a few hundred MB per worker, see docs/capacity.md)."""
+
+    CHUNK = 2_000
+
+    def __init__(self, reader: OnlineReader, refresh_s: float):
+        self.reader, self.refresh_s = reader, refresh_s
+        self.rows_by_id: dict[Any, dict[str, Any]] = {}
+        self.loaded_at: float | None = None
+        self.misses = 0
+        self._lock = threading.Lock()
+
+    def ids(self) -> list[Any]:
+        """Every item id the item views' offline sources hold (what the online store was materialised from)."""
+        import pandas as pd
+
+        key, found = self.reader.spec.item_key, set()
+        for view in self.reader.views.item:
+            try:
+                path = self.reader.store.get_feature_view(view).batch_source.path
+                found.update(pd.read_parquet(path, columns=[key])[key].tolist())
+            except Exception as e:  # noqa: BLE001 - no source: those items are read per request instead
+                log.warning("item cache: cannot list the ids of view %s (%s); its items are read per request",
+                            view, e)
+        return sorted(found, key=str)
+
+    def refresh(self) -> int:
+        """Re-read every item from the online store; returns how many the cache holds."""
+        import time
+
+        ids = self.ids()
+        fresh: dict[Any, dict[str, Any]] = {}
+        for k in range(0, len(ids), self.CHUNK):
+            chunk = ids[k:k + self.CHUNK]
+            got = self.reader.read_items(chunk)
+            cols = [c for c in got if "__" in c]
+            for j, i in enumerate(chunk):
+                fresh[i] = {c: got[c][j] for c in cols}
+        self.rows_by_id = fresh
+        self.loaded_at = time.monotonic()
+        log.info("item cache: %s items from the online store", f"{len(fresh):,}")
+        return len(fresh)
+
+    def try_refresh(self) -> bool:
+        """:meth:`refresh`, logging instead of raising when the store is down (the old copy stays)."""
+        with self._lock:
+            try:
+                self.refresh()
+                return True
+            except StoreUnavailable as e:
+                log.warning("item cache refresh failed, keeping the previous copy: %s", e)
+                return False
+
+    def start(self, stop: threading.Event) -> None:
+        """Refresh every ``refresh_s`` seconds in a daemon thread until ``stop`` is set."""
+        if self.refresh_s <= 0:
+            return
+
+        def loop() -> None:
+            while not stop.wait(self.refresh_s):
+                self.try_refresh()
+
+        threading.Thread(target=loop, name="larr-item-cache", daemon=True).start()
+
+    def rows(self, items: list[Any]) -> dict[str, list[Any]]:
+        """``{"view__column": [value per candidate]}``; items the cache lacks are read from the store now."""
+        held = self.rows_by_id
+        refs = [r.replace(":", "__") for r in self.reader.views.item_refs()]
+        missing = [i for i in dict.fromkeys(items) if i not in held]
+        extra: dict[Any, dict[str, Any]] = {}
+        if missing:
+            self.misses += len(missing)
+            got = self.reader.read_items(missing)
+            extra = {i: {c: got[c][j] for c in refs} for j, i in enumerate(missing)}
+        none = dict.fromkeys(refs)
+        rows = [held.get(i) or extra.get(i) or none for i in items]
+        return {c: [r[c] for r in rows] for c in refs}
 
 
 def _is_user_value_error(e: Exception) -> bool:

@@ -62,8 +62,10 @@ class Scorer:
     """Scores requests with the current model; ``source`` is a registry folder or one model folder."""
 
     def __init__(self, source: Path, repo: Path, spec: Spec | None = None, max_state_age_s: float = 7200.0,
-                 reload_seconds: float = 5.0, llm_backbone: Path | None = None, scene_vocab: Path | None = None):
+                 reload_seconds: float = 5.0, llm_backbone: Path | None = None, scene_vocab: Path | None = None,
+                 item_refresh_s: float = 300.0):
         self.source, self.repo = Path(source), Path(repo)
+        self.item_refresh_s = item_refresh_s
         self.max_state_age_s = max_state_age_s
         self.reload_seconds = reload_seconds
         self.slot: Slot | None = None
@@ -94,13 +96,16 @@ class Scorer:
             slot = Slot(version, m, Assembler(m, lookups, self.max_state_age_s))
             if self.reader is None:
                 self.spec = m.spec
-                self.reader = OnlineReader(self.repo, m.spec)
+                self.reader = OnlineReader(self.repo, m.spec, self.item_refresh_s)
+                self.reader.items.try_refresh()
             self.slot = slot  # one assignment: requests in flight keep the slot they took
             self.last_error = None
             log.info("serving model version %s (%s) from %s", version, m.kind, folder)
             return True
 
     def start_watching(self) -> None:
+        if self.reader is not None:
+            self.reader.items.start(self._stop)
         if self._thread is None and self.reload_seconds > 0:
             self._thread = threading.Thread(target=self._watch, name="larr-model-reload", daemon=True)
             self._thread.start()

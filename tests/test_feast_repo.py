@@ -89,8 +89,12 @@ def test_food_names_are_todays(tmp_path: Path) -> None:
                     "scene_value": ("scene_key", "INT64"), "region": ("region_id", "INT64")}
     views = objs["views"]
     assert set(views) == {"user_stats", "poi_stats", "user_embedding", "poi_embedding", "scene_value_embedding",
-                          "region_scene_state", "user_poi_stats", "user_context", "poi_profile"}
+                          "region_scene_state", "user_poi_stats", "user_poi_history", "user_context", "poi_profile"}
     assert views["user_poi_stats"].entities == ["user", "poi"]
+    assert views["user_poi_history"].entities == ["user"]  # every pair of a user in one single-entity read
+    assert _schema(views["user_poi_history"]) == {"poi_ids": "Array(Int64)", "up_imps": "Array(Int64)",
+                                                  "up_clicks": "Array(Int64)", "up_orders": "Array(Int64)",
+                                                  "up_ctr": "Array(Float64)"}
     assert _schema(views["user_poi_stats"]) == {"up_imps": "Int64", "up_clicks": "Int64", "up_orders": "Int64",
                                                 "up_ctr": "Float64"}
     assert _schema(views["user_context"]) == {"key_USER_profile": "Int64", "key_USER_home": "Int64",
@@ -117,12 +121,13 @@ def test_food_names_are_todays(tmp_path: Path) -> None:
     assert views["region_scene_state"].entities == ["region"]
     assert set(objs["push"]) == {"region_scene_push"}
     assert {v.entities[0] for n, v in views.items() if n.startswith("poi_")} == {"poi"}
-    assert _services(objs) == {"ctr_model": ["user_stats", "poi_stats", "user_poi_stats", "user_context",
-                                             "poi_profile", "scene_value_embedding", "region_scene_state"],
+    assert _services(objs) == {"ctr_model": ["user_stats", "poi_stats", "user_poi_stats", "user_poi_history",
+                                             "user_context", "poi_profile", "scene_value_embedding", "region_scene_state"],
                                "recall": ["poi_embedding", "user_embedding"]}
     paths = {n: Path(s.path).name for n, s in objs["files"].items()}
     assert paths == {"user_stats_source": "user_stats.parquet", "poi_stats_source": "poi_stats.parquet",
                      "user_poi_stats_source": "user_poi_stats.parquet",
+                     "user_poi_history_source": "user_poi_history.parquet",
                      "user_context_source": "user_context.parquet", "poi_profile_source": "poi_profile.parquet",
                      "user_embeddings_source": "user_embeddings.parquet",
                      "poi_embeddings_source": "poi_embeddings.parquet",
@@ -160,15 +165,16 @@ def test_optional_parts_follow_the_spec(tmp_path: Path) -> None:
     assert set(objs["entities"]) == {"user", "shop", "scene_value"}, "no real-time entity without realtime"
     assert objs["entities"]["shop"].join_key == "poi_id"
     assert set(objs["views"]) == {"user_stats", "shop_stats", "user_embedding", "shop_embedding",
-                                  "scene_value_embedding", "user_shop_stats", "user_context", "shop_profile"}
+                                  "scene_value_embedding", "user_shop_stats", "user_shop_history", "user_context",
+                                  "shop_profile"}
     assert not objs["push"]
     assert _schema(objs["views"]["user_stats"]) == {"u_imps": "Int64", "u_clicks": "Int64", "u_ctr": "Float64"}
     assert _schema(objs["views"]["shop_stats"]) == {"p_imps": "Int64", "p_clicks": "Int64", "p_ctr": "Float64"}
     assert _schema(objs["views"]["shop_embedding"]) == {
         "embedding": "Array(Float32)", "encoder_version": "String", "region_id": "Int64", "cuisine": "String",
         "rating": "Float64", "is_chain": "Bool"}
-    assert _services(objs) == {"ctr_model": ["user_stats", "shop_stats", "user_shop_stats", "user_context",
-                                             "shop_profile", "scene_value_embedding"],
+    assert _services(objs) == {"ctr_model": ["user_stats", "shop_stats", "user_shop_stats", "user_shop_history",
+                                             "user_context", "shop_profile", "scene_value_embedding"],
                                "recall": ["shop_embedding", "user_embedding"]}
     assert {Path(s.path).name for s in objs["files"].values()} >= {"shop_embeddings.parquet",
                                                                    "shop_stats.parquet"}
@@ -241,8 +247,13 @@ def test_export_stats_writes_the_spec_columns(tmp_path: Path) -> None:
                   "scene_keys": [list(range(10)), list(range(10)), list(range(10, 20))]}
                  ).to_parquet(jobs / "ctr_samples" / "part-0.parquet")
     out = fsx.export_stats(jobs, tmp_path / "features", spec)
-    assert out == {"user_stats": 2, "shop_stats": 3, "user_shop_stats": 3, "user_context": 2, "shop_profile": 3,
-                   "scene_lookups.parquet": 2}
+    assert out == {"user_stats": 2, "shop_stats": 3, "user_shop_stats": 3, "user_shop_history": 2,
+                   "user_context": 2, "shop_profile": 3, "scene_lookups.parquet": 2}
+    # the pair rows again, keyed by user: one row per (user, day), arrays aligned by position
+    hist = pd.read_parquet(tmp_path / "features" / "user_shop_history.parquet")
+    first = hist[hist["user_id"] == 1].iloc[0]
+    assert list(first["shop_ids"]) == [5, 6] and list(first["up_imps"]) == [1, 0]
+    assert list(first["up_ctr"]) == [0.1, 0.1]
     profile = pd.read_parquet(tmp_path / "features" / "shop_profile.parquet")
     assert list(profile.columns) == ["poi_id", "event_timestamp", "price_level", "created_day", "key_POI_dishes"]
     assert profile["created_day"].tolist() == [19723 - 10, 19723, 19724 - 11]  # 2024-01-01 is day 19723

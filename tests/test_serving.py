@@ -212,6 +212,39 @@ def test_unknown_user_and_items_are_scored_with_cold_start_defaults(client, buil
     assert ranked == sorted(ranked, reverse=True)
 
 
+def test_a_huge_request_number_scores_finite(client, built: dict) -> None:
+    body = _body(built)
+    body["candidates"][0]["distance_km"] = 1e300  # standardised, it would overflow float32 to inf
+    r = client.post("/score", json=body)
+    assert r.status_code == 200, r.text
+    assert all(0.0 < s["p_ctr"] < 1.0 for s in r.json()["scores"])
+
+
+def test_item_rows_come_from_the_cache_and_a_refresh_picks_up_new_ones(built: dict) -> None:
+    """The candidates' item rows are read from the in-memory copy, not per request; a newer online row
+    reaches scoring only after the copy is refreshed (``--item-refresh-s``)."""
+    from fastapi.testclient import TestClient
+
+    repo = _repo(built, "repo_cache")
+    app = create_app(_settings(built, repo, item_refresh_s=0))
+    scorer = app.state.scorer
+    body = _body(built)
+    target = body["candidates"][0]["id"]
+    with TestClient(app) as c:
+        before = {x["id"]: x["p_ctr"] for x in c.post("/score", json=body).json()["scores"]}
+        assert scorer.reader.items.misses == 0 and target in scorer.reader.items.rows_by_id
+        view = f"{SPEC.item_name}_stats"
+        row = {SPEC.item_key: [target], "event_timestamp": [built["as_of"] + timedelta(minutes=1)],
+               "p_imps": [10 ** 6], "p_clicks": [9 * 10 ** 5], "p_orders": [10 ** 5], "p_ctr": [0.9], "p_cvr": [0.1]}
+        scorer.reader.store.write_to_online_store(view, pd.DataFrame(row))
+        cached = {x["id"]: x["p_ctr"] for x in c.post("/score", json=body).json()["scores"]}
+        assert cached == before, "scored from the cached copy until it is refreshed"
+        assert scorer.reader.items.try_refresh()
+        after = {x["id"]: x["p_ctr"] for x in c.post("/score", json=body).json()["scores"]}
+    assert after[target] != before[target]
+    assert all(after[i] == before[i] for i in before if i != target)
+
+
 def test_missing_or_stale_scene_state_falls_back_to_the_request_context(client, built: dict) -> None:
     body = _body(built)
     body["context"]["region_id"] = 999  # a region without any real-time state

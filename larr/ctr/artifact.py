@@ -45,7 +45,8 @@ def build_model(kind: str, cfg: CtrConfig, prep: Preprocessor, scene: SceneTable
 
 def predict(model: CtrModel, batches: Iterable[dict[str, torch.Tensor]]) -> tuple[np.ndarray, np.ndarray]:
     """pCTR and pCTCVR over ``batches`` in evaluation mode, without autograd."""
-    model.eval()
+    if model.training:  # eval() walks every module: a cost per call the scorer's small batches would feel
+        model.eval()
     device = next(model.parameters()).device
     p_ctr, p_ctcvr = [], []
     with torch.inference_mode():
