@@ -5,7 +5,9 @@ from this process over loopback at low concurrency: ``--requests`` requests per 
 ``--candidates`` candidates made from real test-day log requests, bounded by ``--seconds`` per path.
 Prints p50/p99 latency and requests/s per (store, path), their ratios, and writes JSON.
 
-    .venv/bin/python -m benchmarks.serving --data /tmp/dev/data --run /tmp/dev/run --redis 127.0.0.1:6379
+    bash benchmarks/serving_world.sh runs/bench/serving_world   # the tiny world, ~10 min
+    .venv/bin/python -m benchmarks.serving --data runs/bench/serving_world/data --run runs/bench/serving_world/run \
+        --redis 127.0.0.1:6379
 
 ``--run`` holds ``registry/`` (a champion) and ``llm/cpt/model`` (the CPT backbone of the LLM path); ``--data`` the raw
 world with ``jobs/`` and ``features/`` (serving views exported, see ``larr features publish``).
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for store, addr in stores:
         repo = fsx.prepare_repo(args.run / f"bench_repo_{store}", args.data / "features", online=store,
-                                **({"redis": addr} if addr else {}))
+                                project="bench_serving", **({"redis": addr} if addr else {}))
         fsx.apply(repo)
         fsx.materialize(repo, datetime.fromisoformat(day) - timedelta(days=40), datetime.fromisoformat(day)
                         + timedelta(days=1))

@@ -149,10 +149,10 @@ user_poi_history = FeatureView(
     source=user_poi_history_source,
     schema=[
         Field(name="poi_ids", dtype=Array(Int64)),
-        Field(name="up_imps", dtype=Array(Int64)),
-        Field(name="up_clicks", dtype=Array(Int64)),
-        Field(name="up_orders", dtype=Array(Int64)),
-        Field(name="up_ctr", dtype=Array(Float64)),
+        Field(name="up_imps_by_poi", dtype=Array(Int64)),
+        Field(name="up_clicks_by_poi", dtype=Array(Int64)),
+        Field(name="up_orders_by_poi", dtype=Array(Int64)),
+        Field(name="up_ctr_by_poi", dtype=Array(Float64)),
     ],
     description="the same user x poi statistics keyed by user alone: arrays aligned by position with the "
     "poi ids, so a scorer reads every pair of a user in one lookup",

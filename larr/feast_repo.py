@@ -63,17 +63,19 @@ def pair_stats(spec: Spec) -> tuple[str, list[str], list[str]]:
     return f"{spec.user_name}_{spec.item_name}_stats", counts, ["up_ctr"]
 
 
-def pair_history(spec: Spec) -> tuple[str, str, list[tuple[str, str]]]:
-    """``(view, items column, [(column, Feast type)])`` of the user-keyed copy of the user x item statistics:
-    one row per user and day whose arrays hold, position by position, the items and their ``up_*`` values.
-    The scorer reads it with the user's other rows in one single-entity lookup, instead of one lookup per
-    candidate pair (``{user}_{item}_stats`` stays for point-in-time joins and other readers)."""
+def pair_history(spec: Spec) -> tuple[str, str, dict[str, str], list[tuple[str, str]]]:
+    """``(view, items column, {pair column: its array column}, [(column, Feast type)])`` of the user-keyed
+    copy of the user x item statistics: one row per user and day whose arrays hold, position by position,
+    the items and their ``up_*`` values (``up_ctr`` -> ``up_ctr_by_poi``: a feature service needs names
+    unique across its views).  The scorer reads it with the user's other rows in one single-entity lookup
+    instead of one lookup per candidate pair (``{user}_{item}_stats`` stays for point-in-time joins)."""
     _, counts, rates = pair_stats(spec)
     item_type = "String" if _key_type(spec, spec.item.table, spec.item_key) == "STRING" else "Int64"
     items = f"{spec.item_name}_ids"
-    return (f"{spec.user_name}_{spec.item_name}_history", items,
-            [(items, f"Array({item_type})"), *((c, "Array(Int64)") for c in counts),
-             *((c, "Array(Float64)") for c in rates)])
+    arrays = {c: f"{c}_by_{spec.item_name}" for c in counts + rates}
+    schema = [(items, f"Array({item_type})"), *((arrays[c], "Array(Int64)") for c in counts),
+              *((arrays[c], "Array(Float64)") for c in rates)]
+    return f"{spec.user_name}_{spec.item_name}_history", items, arrays, schema
 
 
 def scene_key_column(field: str) -> str:
@@ -194,7 +196,7 @@ def definitions_source(spec: Spec) -> str:
     rt = spec.realtime
     pair_view, pair_counts, pair_rates = pair_stats(spec)
     ctx = context_views(spec)
-    hist_view, _, hist_schema = pair_history(spec)
+    hist_view, _, _, hist_schema = pair_history(spec)
     served = [pair_view, hist_view, *ctx]
     bound = [*_entity_names(spec), *stats, *(f"{s}_source" for s in stats), *served,
              *(f"{s}_source" for s in served), f"{user}_embeddings_source",

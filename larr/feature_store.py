@@ -78,9 +78,10 @@ def export_stats(jobs: Path, features: Path, spec: Spec | str | Path) -> dict[st
         df.to_parquet(features / f"{name}.parquet", index=False)
         out[name] = len(df)
         if name == pair:  # the same rows keyed by user alone, as arrays (what the scorer reads)
-            hist, items, _ = pair_history(spec)
-            h = (df.rename(columns={spec.item_key: items})
-                 .groupby([spec.user_key, "event_timestamp"], sort=False)[[items, *cols]].agg(list).reset_index())
+            hist, items, arrays, _ = pair_history(spec)
+            h = (df.rename(columns={spec.item_key: items, **arrays})
+                 .groupby([spec.user_key, "event_timestamp"], sort=False)[[items, *arrays.values()]]
+                 .agg(list).reset_index())
             h.to_parquet(features / f"{hist}.parquet", index=False)
             out[hist] = len(h)
     log_t = spec.tables[spec.log.table]

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from larr.spec import Spec, load_spec
-from serving.online import StoreUnavailable
+from serving.online import BadRequest, StoreUnavailable
 from serving.request import ScoreResponse, request_models
 from serving.scorer import NoModel, Scorer
 
@@ -96,7 +96,7 @@ def create_app(settings: ServeSettings, spec: Spec | None = None) -> FastAPI:
             metrics.requests.labels(path, "no_model").inc()
             metrics.errors.labels("no_model").inc()
             return JSONResponse({"detail": str(e)}, status_code=503)
-        except ValueError as e:  # a value the store cannot hold, the LLM path switched off
+        except BadRequest as e:  # a value the store cannot hold, the LLM path switched off
             metrics.requests.labels(path, "bad_request").inc()
             metrics.errors.labels("bad_request").inc()
             return JSONResponse({"detail": str(e)}, status_code=422)

@@ -29,6 +29,11 @@ from larr.spec import Spec
 log = logging.getLogger("larr.serve")
 
 
+class BadRequest(ValueError):
+    """The request holds a value the service cannot use (a key the store cannot encode, a path switched off):
+    a 422, unlike any other ``ValueError``, which is a bug and a 500."""
+
+
 class StoreUnavailable(RuntimeError):
     """The online store cannot be read (down, unreachable, not applied); the request cannot be scored."""
 
@@ -43,6 +48,7 @@ class OnlineViews:
     realtime: dict[str, list[str]]
     history: str  # the user-keyed arrays of the pair statistics
     history_items: str  # its column of item ids
+    history_arrays: dict[str, str]  # pair column -> its array column
 
     @classmethod
     def of(cls, spec: Spec) -> OnlineViews:
@@ -53,9 +59,9 @@ class OnlineViews:
         for view, (role, schema) in context_views(spec).items():
             (user if role == "user" else item)[view] = [c for c, _ in schema]
         p_view, p_counts, p_rates = pair_stats(spec)
-        h_view, h_items, _ = pair_history(spec)
+        h_view, h_items, h_arrays, _ = pair_history(spec)
         rt = {REALTIME_VIEW: state_columns(spec)} if spec.realtime else {}
-        return cls(user, item, {p_view: p_counts + p_rates}, rt, h_view, h_items)
+        return cls(user, item, {p_view: p_counts + p_rates}, rt, h_view, h_items, h_arrays)
 
     def request_refs(self, with_realtime: bool) -> list[str]:
         """Feature references of the one per-request read (user views, pair arrays, real-time state)."""
@@ -64,8 +70,7 @@ class OnlineViews:
 
     @property
     def history_views(self) -> dict[str, list[str]]:
-        (cols,) = self.pair.values()
-        return {self.history: [self.history_items, *cols]}
+        return {self.history: [self.history_items, *self.history_arrays.values()]}
 
     def item_refs(self) -> list[str]:
         return [f"{v}:{c}" for v, cols in self.item.items() for c in cols]
@@ -89,7 +94,7 @@ class OnlineReader:
                                                   full_feature_names=True).to_dict()
         except Exception as e:  # noqa: BLE001 - any failure to read is an outage for this request
             if _is_user_value_error(e):
-                raise
+                raise BadRequest(f"a key the online store cannot hold: {e}") from e
             raise StoreUnavailable(f"online store unreachable ({type(e).__name__}: {e})") from e
 
     def read(self, user: Any, items: list[Any], realtime_key: Any | None) -> dict[str, list[Any]]:
@@ -109,7 +114,7 @@ class OnlineReader:
         pos = {i: k for k, i in enumerate(ids)}
         at = [pos.get(i) for i in items]
         for c in p_cols:
-            arr = one[f"{v.history}__{c}"][0] or []
+            arr = one[f"{v.history}__{v.history_arrays[c]}"][0] or []
             out[f"{p_view}__{c}"] = [None if k is None or k >= len(arr) else arr[k] for k in at]
         out.update(self.items.rows(items))
         return out

@@ -26,7 +26,7 @@ from larr.ctr.artifact import LoadedModel, load_model, predict
 from larr.feature_store import SCENE_LOOKUPS
 from larr.spec import Spec
 from serving.assemble import Assembled, Assembler
-from serving.online import OnlineReader
+from serving.online import BadRequest, OnlineReader
 from serving.request import Scored, ScoreResponse
 
 log = logging.getLogger("larr.serve")
@@ -132,7 +132,7 @@ class Scorer:
         a = slot.assembler.assemble(request, online)
         if path == "llm":
             if self.llm is None:
-                raise ValueError("the LLM-in-the-loop path is off: start `larr serve` with --llm-backbone DIR")
+                raise BadRequest("the LLM-in-the-loop path is off: start `larr serve` with --llm-backbone DIR")
             p_ctr, p_ctcvr = self.llm.score(a.batch["scene_keys"].numpy())
         else:
             a.batch.pop("scene_keys", None)

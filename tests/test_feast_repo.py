@@ -92,9 +92,10 @@ def test_food_names_are_todays(tmp_path: Path) -> None:
                           "region_scene_state", "user_poi_stats", "user_poi_history", "user_context", "poi_profile"}
     assert views["user_poi_stats"].entities == ["user", "poi"]
     assert views["user_poi_history"].entities == ["user"]  # every pair of a user in one single-entity read
-    assert _schema(views["user_poi_history"]) == {"poi_ids": "Array(Int64)", "up_imps": "Array(Int64)",
-                                                  "up_clicks": "Array(Int64)", "up_orders": "Array(Int64)",
-                                                  "up_ctr": "Array(Float64)"}
+    assert _schema(views["user_poi_history"]) == {"poi_ids": "Array(Int64)", "up_imps_by_poi": "Array(Int64)",
+                                                  "up_clicks_by_poi": "Array(Int64)",
+                                                  "up_orders_by_poi": "Array(Int64)",
+                                                  "up_ctr_by_poi": "Array(Float64)"}
     assert _schema(views["user_poi_stats"]) == {"up_imps": "Int64", "up_clicks": "Int64", "up_orders": "Int64",
                                                 "up_ctr": "Float64"}
     assert _schema(views["user_context"]) == {"key_USER_profile": "Int64", "key_USER_home": "Int64",
@@ -252,8 +253,8 @@ def test_export_stats_writes_the_spec_columns(tmp_path: Path) -> None:
     # the pair rows again, keyed by user: one row per (user, day), arrays aligned by position
     hist = pd.read_parquet(tmp_path / "features" / "user_shop_history.parquet")
     first = hist[hist["user_id"] == 1].iloc[0]
-    assert list(first["shop_ids"]) == [5, 6] and list(first["up_imps"]) == [1, 0]
-    assert list(first["up_ctr"]) == [0.1, 0.1]
+    assert list(first["shop_ids"]) == [5, 6] and list(first["up_imps_by_shop"]) == [1, 0]
+    assert list(first["up_ctr_by_shop"]) == [0.1, 0.1]
     profile = pd.read_parquet(tmp_path / "features" / "shop_profile.parquet")
     assert list(profile.columns) == ["poi_id", "event_timestamp", "price_level", "created_day", "key_POI_dishes"]
     assert profile["created_day"].tolist() == [19723 - 10, 19723, 19724 - 11]  # 2024-01-01 is day 19723

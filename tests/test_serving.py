@@ -377,7 +377,7 @@ def test_feast_serve_answers_the_feature_services(built: dict, sqlite_repo: Path
                 time.sleep(1)
         assert r is not None and r.status_code == 200, r.text if r else "feast serve never answered"
         names = r.json()["metadata"]["feature_names"]
-        assert "u_imps" in names and "up_ctr" in names
+        assert "u_imps" in names and "up_ctr" in names and "up_ctr_by_poi" in names
         results = dict(zip(names, r.json()["results"], strict=True))
         assert results["u_imps"]["values"][0] is not None
     finally:

@@ -200,7 +200,11 @@ class SceneTable:
         vectors = np.stack(df["embedding"].to_numpy()).astype(np.float32)
         self.path = Path(embeddings)
         self.matrix = np.vstack([np.zeros((1, vectors.shape[1]), np.float32), vectors])
-        self.index = pd.Series(np.arange(1, len(df) + 1), index=df["scene_key"].to_numpy())
+        # a sorted key array, not a pandas index: its lazily built hash table is not safe to build from
+        # several threads at once (the scorer's thread pool), and searchsorted is as fast here
+        keys = df["scene_key"].to_numpy(np.int64)
+        order = np.argsort(keys, kind="stable")
+        self._keys, self._rows = keys[order], (order + 1).astype(np.int64)
         self._coverage: dict[tuple[Path, ...], SceneCoverage] = {}
         self._logged: set[tuple[Path, ...]] = set()
 
@@ -210,9 +214,11 @@ class SceneTable:
 
     def rows(self, keys: np.ndarray) -> np.ndarray:
         """[n, N] keys -> [n, N] row indices (0 where a key has no vector)."""
-        flat = keys.reshape(-1)
-        idx = self.index.reindex(flat).fillna(0).to_numpy(np.int64)
-        return idx.reshape(keys.shape)
+        flat = keys.reshape(-1).astype(np.int64)
+        if not len(self._keys):
+            return np.zeros(keys.shape, np.int64)
+        at = np.minimum(np.searchsorted(self._keys, flat), len(self._keys) - 1)
+        return np.where(self._keys[at] == flat, self._rows[at], 0).reshape(keys.shape)
 
     def coverage(self, files: list[Path]) -> SceneCoverage:
         """The share of the scene keys of the ``ctr_samples`` files ``files`` that have a vector (streamed:
