@@ -84,6 +84,36 @@ def _load(url: str, bodies: list[dict], path: str, n: int, seconds: float) -> di
             "requests_per_s": len(lat) / wall}
 
 
+def _stages(args: argparse.Namespace, repo: Path, bodies: list[dict], n: int = 50) -> dict[str, float]:
+    """p50 ms of each stage of one LARR request, in this process (one torch thread): request validation,
+    the Feast read, assembly, the model; what the HTTP figures are made of."""
+    import torch
+
+    from larr.ctr.artifact import predict
+    from serving.request import request_models
+    from serving.scorer import Scorer
+
+    torch.set_num_threads(1)
+    scorer = Scorer(args.run / "registry", repo, reload_seconds=0)
+    request_model, _ = request_models(scorer.spec)
+    times: dict[str, list[float]] = {"validate": [], "feast_read": [], "assemble": [], "model": []}
+    for i in range(n + 5):
+        t0 = time.perf_counter()
+        q = request_model(**bodies[i % len(bodies)])
+        t1 = time.perf_counter()
+        online = scorer.reader.read(q.user_id, [c.id for c in q.candidates], q.context.region_id)
+        t2 = time.perf_counter()
+        a = scorer.slot.assembler.assemble(q, online)
+        t3 = time.perf_counter()
+        a.batch.pop("scene_keys", None)
+        predict(scorer.slot.model.model, [a.batch])
+        t4 = time.perf_counter()
+        if i >= 5:  # warm-up
+            for k, v in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                times[k].append(v * 1000)
+    return {f"{k}_p50_ms": float(np.median(v)) for k, v in times.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True)
@@ -104,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         b["candidates"] = (b["candidates"] + pool[i * 7:])[:args.candidates]
     stores = [("sqlite", "")] + ([("redis", args.redis)] if args.redis else [])
     rows = []
+    stages: dict[str, dict[str, float]] = {}
     for store, addr in stores:
         repo = fsx.prepare_repo(args.run / f"bench_repo_{store}", args.data / "features", online=store,
                                 project="bench_serving", **({"redis": addr} if addr else {}))
@@ -119,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             proc.terminate()
             proc.wait(30)
+        stages[store] = _stages(args, repo, bodies)
     print(f"{'store':8} {'path':5} {'requests':>8} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>8}")
     for r in rows:
         print(f"{r['store']:8} {r['path']:5} {r['requests']:8d} {r['p50_ms']:9.1f} {r['p99_ms']:9.1f} "
@@ -130,8 +162,10 @@ def main(argv: list[str] | None = None) -> int:
         ratios[store] = {"p50_llm_over_larr": b["p50_ms"] / a["p50_ms"], "p99_llm_over_larr": b["p99_ms"] / a["p99_ms"]}
         print(f"{store}: LLM-in-the-loop / LARR latency: p50 {ratios[store]['p50_llm_over_larr']:.1f}x, "
               f"p99 {ratios[store]['p99_llm_over_larr']:.1f}x")
+    for store, st in stages.items():
+        print(f"{store}: LARR in-process p50: " + ", ".join(f"{k[:-7]} {v:.1f} ms" for k, v in st.items()))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"rows": rows, "ratios": ratios, "day": day,
+    args.out.write_text(json.dumps({"rows": rows, "ratios": ratios, "stages": stages, "day": day,
                                     "config": {k: str(v) for k, v in vars(args).items()}}, indent=2))
     print(f"wrote {args.out}")
     return 0
