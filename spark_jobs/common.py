@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from larr.config import ConfigError, LarrConfig, config_to_dict, save_config
 from larr.entry import add_config_args, config_from_args, iso_date, run_main
@@ -182,3 +183,17 @@ def add_job_args(p: argparse.ArgumentParser) -> None:
 
 def as_date(text: str) -> date:
     return date.fromisoformat(text)
+
+
+def existing_before(texts: DataFrame, table: DataFrame, key: str, created: str | None, before: date) -> DataFrame:
+    """The rows of ``texts`` whose entity (``key``) went online strictly before ``before``, by the entity
+    table's ``created`` date column; all rows when the spec declares no creation date.
+
+    Why: the LLM stages train on what existed before the training cutoff.  An item created on the validation or
+    test day must not reach the CPT corpus, the pairs or the tokenizer -- in production it does not exist yet
+    when the encoder is trained; it is embedded afterwards by the frozen encoder (``larr embed``), which is
+    exactly what the new-item slice measures."""
+    if created is None:
+        return texts
+    born = table.where(F.col(created) < F.lit(before)).select(key)
+    return texts.join(born, key, "left_semi")

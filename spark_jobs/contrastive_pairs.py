@@ -7,7 +7,9 @@ user_user = profile vs behaviour, for users with history only when
 history (user_poi: a POI the user ordered from).
 
 Only history rows strictly before ``ds`` (default: the training cutoff, i.e. the
-training days) feed any text or pair.  Pairs are deduplicated on
+training days) feed any text or pair, and only users and items created strictly before ``ds`` (when the spec
+declares a creation date) appear in one: an item that goes online on the validation or test day does not exist
+when the encoder is trained.  Pairs are deduplicated on
 (kind, anchor_id, positive_id).  Hashed hold-out users and POIs (the same ones
 as in the CPT corpus) go to split ``heldout``; a user-POI pair is held out when
 its user is, so evaluation users never appear in training.  Negatives are
@@ -28,7 +30,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from larr.config import LarrConfig
-from spark_jobs.common import JobRun, as_date, job_main, read_window, write_partitioned
+from spark_jobs.common import JobRun, as_date, existing_before, job_main, read_window, write_partitioned
 from spark_jobs.features import heldout_flag, history_rows, item_texts, joined_text, load_raw, user_texts
 
 NAME = "contrastive_pairs"
@@ -47,8 +49,8 @@ def run(spark: SparkSession, cfg: LarrConfig, raw: Path, out: Path, ds: str | No
     t0 = time.perf_counter()
     frac = cfg.features.heldout_frac
     ukey, ikey = spec.user_key, spec.item_key
-    users = user_texts(data, before).cache()
-    items = item_texts(data, before).cache()
+    users = existing_before(user_texts(data, before), data.users, ukey, spec.user.created, before).cache()
+    items = existing_before(item_texts(data, before), data.items, ikey, spec.item.created, before).cache()
     history = history_rows(data).where(F.col("date") < F.lit(before))
     texts = {"user": (users, ukey), "item": (items, ikey)}
     parts = []
@@ -84,6 +86,8 @@ def run(spark: SparkSession, cfg: LarrConfig, raw: Path, out: Path, ds: str | No
     job.extra["pairs_by_kind"] = dict(sorted(counts.items()))
     job.extra["history_rows_used"] = history.count()
     job.extra["history_rows_excluded_on_or_after_ds"] = total - job.extra["history_rows_used"]
+    job.extra["items_used"] = items.count()
+    job.extra["items_created_on_or_after_ds_excluded"] = data.items.count() - job.extra["items_used"]
     users.unpersist()
     items.unpersist()
     return job.finish()

@@ -5,7 +5,9 @@ Each document is the rendered prompt, a space, and the rendered target;
 ``prompt_chars`` is the boundary so that training masks the prompt and takes
 the causal-LM loss on the target only.  Statistics in the target (history
 counts) use only rows strictly before ``ds`` (default: the training cutoff, so
-only training days).  A hashed share of items is marked ``heldout`` for the
+only training days), and only items created strictly before ``ds`` get a document: an item that goes online on
+the validation or test day does not exist when the encoder is trained (it is embedded afterwards, as in
+production).  A hashed share of items is marked ``heldout`` for the
 held-out loss; training must skip them.
 
 Output: ``OUT/cpt_corpus/ds=YYYY-MM-DD/*.parquet`` with
@@ -23,7 +25,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from larr.config import LarrConfig
-from spark_jobs.common import JobRun, as_date, job_main, read_window, write_partitioned
+from spark_jobs.common import JobRun, as_date, existing_before, job_main, read_window, write_partitioned
 from spark_jobs.features import heldout_flag, item_texts, joined_text, load_raw
 
 NAME = "cpt_corpus"
@@ -39,8 +41,8 @@ def run(spark: SparkSession, cfg: LarrConfig, raw: Path, out: Path, ds: str | No
     job.gate(validate, (spec.item.table, spec.history.table or spec.log.table))
     data = load_raw(spark, raw, spec)
     t0 = time.perf_counter()
-    texts = item_texts(data, as_date(ds))
     key = spec.item_key
+    texts = existing_before(item_texts(data, as_date(ds)), data.items, key, spec.item.created, as_date(ds))
     docs = (texts.select(key, joined_text(spec, spec.cpt.prompt).alias("prompt"),
                          joined_text(spec, spec.cpt.target).alias("target"))
             .withColumn("text", F.concat_ws(" ", "prompt", "target"))
@@ -54,6 +56,7 @@ def run(spark: SparkSession, cfg: LarrConfig, raw: Path, out: Path, ds: str | No
     counts = {r["split"]: r["count"] for r in written.groupBy("split").count().collect()}
     job.rows_out = {"documents": sum(counts.values())}
     job.extra["split"] = counts
+    job.extra["items_created_on_or_after_ds_excluded"] = data.items.count() - job.rows_out["documents"]
     return job.finish()
 
 

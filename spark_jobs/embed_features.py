@@ -107,6 +107,21 @@ def _texts(spark: SparkSession, spec: Spec, raw: Path, vocab_dir: Path, end: str
             f"{spec.user_name}_embeddings": users}
 
 
+def embedding_stamps(spec: Spec, window: dict[str, Any]) -> dict[str, datetime]:
+    """The event time of each embedding table's rows: when the row's inputs were complete.
+
+    * user and item rows embed texts built from history rows through the window's last day (``_texts``: rows
+      strictly before ``end + 1 day``), so they are stamped at the end of that day: a point-in-time join at any
+      earlier time (a training, validation or test impression) finds no row rather than one made from its own
+      future; the online store, materialised up to the present, serves them.
+    * scene-value rows are a function of their text alone (and the encoder version, a column of the row); a key
+      is looked up only by a request that already holds the text, whose own inputs were complete at that
+      request's time, so they are valid from the start of the window."""
+    complete = datetime.fromisoformat(window["end"]) + timedelta(days=1)
+    return {"scene_value_embeddings": datetime.fromisoformat(window["start"]),
+            f"{spec.item_name}_embeddings": complete, f"{spec.user_name}_embeddings": complete}
+
+
 def run(spark: SparkSession, cfg: LarrConfig, raw: Path, out: Path, ds: str | None = None, validate: bool = True,
         encoder: Path | None = None, features: Path | None = None, expect_version: str | None = None
         ) -> dict[str, Any]:
@@ -179,12 +194,12 @@ def run(spark: SparkSession, cfg: LarrConfig, raw: Path, out: Path, ds: str | No
 
     t0 = time.perf_counter()
     vectors = spark.read.parquet(str(cache_dir)).dropDuplicates(["text_hash"])
-    event_ts = datetime.fromisoformat(window["start"])
+    stamps = embedding_stamps(spec, window)
     written = {}
     for name, table in tables.items():
         df = (table.join(vectors, "text_hash", "left")
               .withColumn("encoder_version", F.lit(version))
-              .withColumn("event_timestamp", F.lit(event_ts).cast("timestamp")))
+              .withColumn("event_timestamp", F.lit(stamps[name]).cast("timestamp")))
         missing = df.where(F.col("embedding").isNull()).count()
         if missing:
             raise EmbeddingError(f"{name}: {missing} rows have no vector in the cache of encoder {version}")
@@ -204,7 +219,8 @@ def run(spark: SparkSession, cfg: LarrConfig, raw: Path, out: Path, ds: str | No
     job.extra.update({"encoder": str(encoder), "encoder_version": version, "distinct_texts": n_distinct,
                       "embedded_now": n_todo, "from_cache": n_distinct - n_todo,
                       "texts_per_second": round(n_todo / seconds, 1) if n_todo else None,
-                      "features_dir": str(features)})
+                      "features_dir": str(features),
+                      "event_timestamps": {k: v.isoformat() for k, v in stamps.items()}})
     return job.finish()
 
 

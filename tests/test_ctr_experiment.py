@@ -11,13 +11,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from cli.main import main as larr_main
 from larr.config import load_config
 from larr.ctr.models import ctr_ctcvr_loss
 from larr.ctr.p5 import P5Classifier, SceneTexts
+from larr.llm.encoder import encoder_version
 from training import contrastive
-from training.experiment import MAIN, run_paper, select_temperature
+from training.experiment import MAIN, ensure_tables, run_paper, select_temperature
 
 OVERRIDES = ["ctr.epochs=2", "ctr.batch_size=256", "ctr.shuffle_buffer=5000", "ctr.p5.train_samples=256",
              "ctr.p5.max_length=160", "ctr.sweep_temperatures=[0.1,1.0]", "ctr.sweep_negatives=[0,4]"]
@@ -139,3 +141,52 @@ def test_temperature_is_selected_on_the_validation_day_only() -> None:
                run("larr_neg4", 7, 0.99, 0.99, negatives=4), run("noal", 7, 0.99, 0.99, kind="noal"),
                run("larr_t1", 9, 0.99, 0.99, 1.0)]  # seed 9 is not a sweep seed
     assert select_temperature(results, cfg) == 0.5
+
+
+def test_a_changed_config_retrains_and_the_report_matches_its_config(tiny_world: Path, tiny_jobs: Path,
+                                                                     tiny_llm: dict, tmp_path: Path) -> None:
+    """A finished run is reused only under the same config and inputs: with another epoch count the run is
+    retrained, and report.json, report.md and config.yaml all describe the run that made the numbers."""
+    out = tmp_path / "report"
+    base = [o for o in OVERRIDES if not o.startswith("ctr.epochs")]
+
+    def run(epochs: int) -> dict:
+        cfg = load_config("tiny", overrides=[*base, f"ctr.epochs={epochs}"])
+        return run_paper(cfg, tiny_world, tiny_llm["out"], out, seeds=1, models=["ple"], sweeps=False,
+                         progress=False, jobs=tiny_jobs)
+
+    first = run(2)
+    path = out / "runs" / "ple_seed7.json"
+    assert len(json.loads(path.read_text())["history"]["valid"]) == 2
+    stamp = path.stat().st_mtime_ns
+    assert run(2)["models"]["ple"]["slices"] == first["models"]["ple"]["slices"]
+    assert path.stat().st_mtime_ns == stamp, "same config and inputs: reused"
+    second = run(1)
+    r = json.loads(path.read_text())
+    assert len(r["history"]["valid"]) == 1, "another config: retrained, not reused"
+    assert r["run_key"] == json.loads((out / "report.json").read_text())["run_keys"]["ple_seed7"]
+    assert second["models"]["ple"]["slices"]["all"]["ctr_auc"]["values"] == [r["metrics"]["all"]["ctr_auc"]]
+    assert yaml.safe_load((out / "config.yaml").read_text())["ctr"]["epochs"] == 1
+    assert json.loads((out / "report.json").read_text())["config"]["ctr"]["epochs"] == 1
+    assert "1 epochs" in (out / "report.md").read_text()
+
+
+def test_a_scene_table_made_by_another_encoder_is_re_embedded(spark, tiny_world: Path, tiny_jobs: Path,
+                                                              tiny_llm: dict, tmp_path: Path) -> None:
+    """An existing table is reused only when the current encoder artefact made it."""
+    jobs = tmp_path / "jobs"
+    shutil.copytree(tiny_jobs, jobs)  # the embedding job writes its cache here
+    cfg = load_config("tiny", overrides=OVERRIDES)
+    ensure_tables(cfg, tiny_world, tiny_llm["out"], {"features"}, spark, jobs, tmp_path)
+    table = tmp_path / "features" / "scene_value_embeddings.parquet"
+    current = encoder_version(tiny_llm["out"] / "encoder")
+    fresh = pd.read_parquet(table)
+    assert set(fresh["encoder_version"]) == {current}
+    stale = fresh.assign(encoder_version="an-older-encoder",
+                         embedding=[[0.0] * len(v) for v in fresh["embedding"]])
+    stale.to_parquet(table, index=False)
+    ensure_tables(cfg, tiny_world, tiny_llm["out"], {"features"}, spark, jobs, tmp_path)
+    again = pd.read_parquet(table)
+    assert set(again["encoder_version"]) == {current}
+    np.testing.assert_allclose(np.stack(again.sort_values("scene_key")["embedding"].to_numpy()),
+                               np.stack(fresh.sort_values("scene_key")["embedding"].to_numpy()))

@@ -55,3 +55,27 @@ def test_without_conversion_there_is_no_ctcvr_target() -> None:
     larr = _model({"all": [0.80, 0.80, 0.81]}, ctcvr=[nan, nan, nan])
     t = _targets({"ple": ple, "larr": larr}, ["ple", "larr"])
     assert "larr_beats_ple_ctcvr_auc_by_2std" not in t and t["larr_beats_ple_ctr_auc_by_2std"]["pass"] is True
+
+
+def test_largest_gain_needs_a_margin_beyond_2std_over_the_rest() -> None:
+    """Both slices gain beyond 2 std over PLE, but the new-POI gain exceeds the rest's by noise only: the claim
+    "the gain is largest on new POIs" fails."""
+    ple = _model({"all": [0.70, 0.71, 0.72], "new_pois": [0.60, 0.61, 0.62], "rest": [0.70, 0.71, 0.72]})
+    larr = _model({"all": [0.75, 0.76, 0.77], "new_pois": [0.651, 0.661, 0.671], "rest": [0.75, 0.76, 0.77]})
+    t = _targets({"ple": ple, "larr": larr}, ["ple", "larr"])["larr_largest_ctr_gain_on_new_pois"]
+    assert t["largest"] == "new_pois" and t["largest_z"] > 2
+    assert t["pass"] is False and t["margin_over_rest_z"] < 2
+    clear = _model({"all": [0.75, 0.76, 0.77], "new_pois": [0.70, 0.71, 0.72], "rest": [0.75, 0.76, 0.77]})
+    t = _targets({"ple": ple, "larr": clear}, ["ple", "larr"])["larr_largest_ctr_gain_on_new_pois"]
+    assert t["margin_over_rest_z"] > 2 and t["pass"] is True
+
+
+def test_a_tuned_row_is_compared_only_at_equal_settings() -> None:
+    """The validation-selected temperature row is not credited against noFT/noCPT, which were not tuned; it is
+    compared with PLE and with noAL (which has no alignment and so no temperature)."""
+    ple = _model({"all": [0.70, 0.71, 0.72], "rest": [0.70, 0.71, 0.72]})
+    tuned = _model({"all": [0.80, 0.80, 0.81], "rest": [0.80, 0.80, 0.81]})
+    models = {"ple": ple, "larr": ple, "larr_t1": tuned, "noal": ple, "noft": ple, "nocpt": ple}
+    t = _targets(models, ["ple", "larr", "larr_t1", "noal", "noft", "nocpt"])
+    assert {"larr_beats_noft", "larr_beats_nocpt", "larr_valsel_beats_noal"} <= set(t)
+    assert "larr_valsel_beats_noft" not in t and "larr_valsel_beats_nocpt" not in t

@@ -38,10 +38,20 @@ def _split(world: Path) -> dict:
     return json.loads((world / "manifest.json").read_text())["split"]
 
 
-def test_cpt_corpus_one_balanced_document_per_poi(outputs: dict, tiny_world: Path) -> None:
+def _pois_before_cutoff(world: Path) -> pd.DataFrame:
+    """The POIs that existed before the training cutoff (the first validation day): all the LLM may see."""
+    pois = pd.read_parquet(world / "pois.parquet")
+    cutoff = pd.Timestamp(_split(world)["valid"]).date()
+    new = pois["created_date"].map(lambda d: pd.Timestamp(d).date() >= cutoff)
+    assert new.any(), "the tiny world has POIs created on the validation/test days (else this test proves nothing)"
+    return pois[~new]
+
+
+def test_cpt_corpus_one_balanced_document_per_poi_created_before_the_cutoff(outputs: dict,
+                                                                            tiny_world: Path) -> None:
     docs = _read(outputs["out"], "cpt_corpus")
-    pois = pd.read_parquet(tiny_world / "pois.parquet")
-    assert sorted(docs["poi_id"]) == sorted(pois["poi_id"])
+    pois = _pois_before_cutoff(tiny_world)
+    assert sorted(docs["poi_id"]) == sorted(pois["poi_id"]), "no POI created on a validation/test day"
     assert all(is_balanced(t) for t in docs["text"])
     for row in docs.itertuples():
         prompt, target = row.text[: row.prompt_chars], row.text[row.prompt_chars:]
@@ -51,6 +61,7 @@ def test_cpt_corpus_one_balanced_document_per_poi(outputs: dict, tiny_world: Pat
     assert set(docs["split"]) == {"train", "heldout"}
     m = outputs["manifests"]["cpt_corpus"]
     assert m["rows_out"]["documents"] == len(pois)
+    assert m["items_created_on_or_after_ds_excluded"] == len(pd.read_parquet(tiny_world / "pois.parquet")) - len(pois)
     assert (outputs["out"] / "cpt_corpus" / "_manifest.json").exists()
     assert (outputs["out"] / "cpt_corpus" / "_config.yaml").exists()
 
@@ -77,6 +88,11 @@ def test_pairs_are_balanced_deduplicated_and_use_training_days_only(outputs: dic
     held = set(pairs.loc[(pairs["split"] == "heldout") & (pairs["kind"] != "poi_poi"), "anchor_id"])
     train = set(pairs.loc[(pairs["split"] == "train") & (pairs["kind"] != "poi_poi"), "anchor_id"])
     assert held and not held & train
+    # no POI created on a validation/test day appears in any pair: the encoder never sees it in training
+    existing = set(_pois_before_cutoff(tiny_world)["poi_id"])
+    pp = pairs[pairs["kind"] == "poi_poi"]
+    assert len(pp) == len(existing) and set(pp["anchor_id"]) == existing
+    assert set(up["positive_id"]) <= existing
 
 
 def test_vocabulary_is_stable_across_runs_and_reports_linear_cost(spark, outputs: dict, tiny_world: Path,
@@ -167,7 +183,7 @@ def test_spark_submit_runs_the_same_job(tiny_world: Path, tmp_path: Path) -> Non
                          capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     summary = next(line for line in res.stdout.splitlines() if line.startswith('{"job"'))
-    assert json.loads(summary)["rows_out"]["documents"] == 120
+    assert json.loads(summary)["rows_out"]["documents"] == len(_pois_before_cutoff(tiny_world))
 
 
 def test_a_spec_that_adds_a_scene_field_changes_vocab_and_ctr_input_only(spark, tiny_world: Path,

@@ -11,13 +11,19 @@ The ablations differ only in the scene-vector table the same model reads:
 * noCPT: vectors of the encoder fine-tuned from the base model without CPT (``DATA/features_nocpt``);
 * noFT: vectors of the CPT model without contrastive fine-tuning (``DATA/features_noft``).
 
-Missing tables are embedded here through the production path (the Spark embedding job).  Every run's result
-is written to ``OUT/runs/<name>_seed<S>.json`` as soon as it finishes and a re-run skips finished runs, so an
-interrupted experiment resumes where it stopped.  The resolved config is saved as ``OUT/config.yaml``.
+Missing tables, and tables another encoder made (their ``encoder_version`` is not the current artefact's),
+are embedded here through the production path (the Spark embedding job).  Every run's result is written to
+``OUT/runs/<name>_seed<S>.json`` as soon as it finishes, with its key: a hash of the resolved config (the
+variant's overrides applied), the seed and the versions of every input artefact it read (the CTR samples, the
+scene-vector table and its encoder version, the P5 backbone, the oracle).  A re-run reuses a run only when
+its key matches -- so an interrupted experiment resumes where it stopped, and a changed config or input
+retrains instead of reporting numbers made by another one.  The resolved config is saved as
+``OUT/config.yaml``; every run in the report was made with it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -25,7 +31,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from larr.config import LarrConfig, save_config
+from larr.config import LarrConfig, config_to_dict, save_config
+from larr.llm.encoder import encoder_version
 from larr.spec import load_spec
 from training import ctr_report
 from training.ctr import CtrData, run_ctr, run_p5
@@ -70,26 +77,42 @@ def sweep_variants(cfg: LarrConfig) -> list[Variant]:
 
 def ensure_tables(cfg: LarrConfig, data: Path, llm: Path, tables: set[str], spark: Any = None,
                   jobs: Path | None = None, root: Path | None = None) -> None:
-    """Embed the scene-vector tables the variants need and do not have yet (Spark embedding job) into
-    ``root/<table>`` (default: the data folder).  A session passed in is used and left running; otherwise one
-    is started and stopped here."""
+    """Embed the scene-vector tables the variants need into ``root/<table>`` (default: the data folder) with the
+    Spark embedding job, when a table is missing or was made by another encoder than the current artefact
+    (its ``encoder_version`` column): a table is never reused whatever encoder made it, or the LARR rows would
+    report an old encoder's vectors under the new one's name.  The noFT encoder is rebuilt when it is older
+    than the CPT model it is a view of.  A session passed in is used and left running; otherwise one is
+    started and stopped here."""
+    from training.contrastive import save_noft_encoder
+
     jobs, root = jobs or data / "jobs", root or data
-    missing = [t for t in sorted(tables) if not (root / t / "scene_value_embeddings.parquet").exists()]
+    noft = llm / TABLE_ENCODERS["features_noft"]
+    cpt_model = llm / "cpt" / "model" / "config.json"
+    if "features_noft" in tables and cpt_model.exists() and (
+            not (noft / "encoder.json").exists()
+            or (noft / "encoder.json").stat().st_mtime_ns < cpt_model.stat().st_mtime_ns):
+        save_noft_encoder(cfg, llm)  # missing, or older than the CPT model it is a view of
+    missing = []
+    for table in sorted(tables):
+        encoder = llm / TABLE_ENCODERS[table]
+        if not (encoder / "encoder.json").exists():
+            raise FileNotFoundError(f"{encoder} missing: run `larr train all ... --init cpt base` first")
+        made_by = table_versions(root / table)
+        if made_by != {encoder_version(encoder)}:
+            if made_by:
+                log.info("%s was embedded by encoder %s, not %s's %s: re-embedding", root / table, sorted(made_by),
+                         encoder, encoder_version(encoder))
+            missing.append(table)
     if not missing:
         return
     from spark_jobs import embed_features
     from spark_jobs.common import spark_session
-    from training.contrastive import save_noft_encoder
 
     own = spark is None
     spark = spark or spark_session(cfg, "larr-experiment-embed")
     try:
         for table in missing:
             encoder = llm / TABLE_ENCODERS[table]
-            if table == "features_noft" and not (encoder / "encoder.json").exists():
-                save_noft_encoder(cfg, llm)
-            if not (encoder / "encoder.json").exists():
-                raise FileNotFoundError(f"{encoder} missing: run `larr train all ... --init cpt base` first")
             dim = json.loads((encoder / "encoder.json").read_text())["dim"]
             # ablation tables feed the CTR model only, never a Feast view: they keep the encoder's own width
             run_cfg = cfg.model_copy(update={"features": cfg.features.model_copy(update={"embedding_dim": dim})})
@@ -100,13 +123,67 @@ def ensure_tables(cfg: LarrConfig, data: Path, llm: Path, tables: set[str], spar
             spark.stop()
 
 
+def table_versions(folder: Path) -> set[str]:
+    """The encoder versions that made the scene-vector table in ``folder`` (empty when there is none)."""
+    import pandas as pd
+
+    path = folder / "scene_value_embeddings.parquet"
+    if not path.exists():
+        return set()
+    return set(pd.read_parquet(path, columns=["encoder_version"])["encoder_version"].astype(str))
+
+
+def _files_version(path: Path) -> str | None:
+    """A cheap version of a file or folder: a hash of every file's relative path, size and modification time
+    (a rebuilt artefact gets a new one; content is not read, so a large sample folder costs nothing)."""
+    if not path.exists():
+        return None
+    files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+    h = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.relative_to(path) if path.is_dir() else f.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _variant_cfg(cfg: LarrConfig, v: Variant) -> LarrConfig:
+    """``cfg`` with the variant's alignment overrides: the config the run is actually trained with."""
+    update = {k: val for k, val in (("align_temperature", v.temperature), ("align_negatives", v.negatives))
+              if val is not None}
+    return cfg.model_copy(update={"ctr": cfg.ctr.model_copy(update=update)})
+
+
+def run_inputs(cfg: LarrConfig, v: Variant, d: CtrData, llm: Path) -> dict[str, Any]:
+    """The versions of every artefact one run reads: what must be unchanged for a finished run to be reused."""
+    inputs: dict[str, Any] = {"ctr_samples": _files_version(d.samples),
+                              "oracle": _files_version(d.data / "_oracle" / "test_truth.parquet")}
+    if v.table:
+        table = d.features_root / v.table
+        inputs["scene_table"] = _files_version(table / "scene_value_embeddings.parquet")
+        inputs["scene_table_encoder"] = sorted(table_versions(table))
+    if v.kind == "p5":
+        from training.contrastive import init_path
+
+        inputs["backbone"] = _files_version(init_path(cfg, llm, cfg.ctr.p5.init))
+        inputs["scene_vocab"] = _files_version(d.samples.parent / "scene_vocab")
+    return inputs
+
+
+def run_key(cfg: LarrConfig, v: Variant, seed: int, inputs: dict[str, Any]) -> str:
+    """The identity of one run: the resolved config it trains with (the variant's overrides applied; the
+    profile's base seed left out, the run's own seed put in), the model kind, its table and its inputs'
+    versions.  Two runs with one key are the same computation."""
+    conf = config_to_dict(_variant_cfg(cfg, v))
+    conf.pop("seed", None)
+    payload = {"config": conf, "kind": v.kind, "table": v.table, "seed": seed, "inputs": inputs}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def _run_one(cfg: LarrConfig, v: Variant, d: CtrData, seed: int, llm: Path, progress: bool) -> dict[str, Any]:
     if v.kind == "p5":
         return run_p5(cfg, d, seed, llm, progress=progress)
-    update = {k: val for k, val in (("align_temperature", v.temperature), ("align_negatives", v.negatives))
-              if val is not None}
-    ctr_cfg = cfg.ctr.model_copy(update=update)
-    return run_ctr(ctr_cfg, v.kind, d, seed, d.features_root / v.table if v.table else None, progress=progress)
+    return run_ctr(_variant_cfg(cfg, v).ctr, v.kind, d, seed, d.features_root / v.table if v.table else None,
+                   progress=progress)
 
 
 def select_temperature(results: list[dict[str, Any]], cfg: LarrConfig) -> float:
@@ -132,18 +209,26 @@ def select_temperature(results: list[dict[str, Any]], cfg: LarrConfig) -> float:
 
 def _run_plan(cfg: LarrConfig, plan: list[tuple[Variant, int]], d: CtrData, llm: Path, out: Path,
               progress: bool) -> list[dict[str, Any]]:
-    """Run (or reuse, when its file exists) every (variant, seed) of ``plan`` in order."""
+    """Run every (variant, seed) of ``plan`` in order, reusing a finished run only when its file holds the same
+    :func:`run_key` (same config, seed and input versions); a stale file is retrained and overwritten."""
     results: list[dict[str, Any]] = []
     for n, (v, seed) in enumerate(plan, 1):
         path = out / "runs" / f"{v.name}_seed{seed}.json"
-        if path.exists():
-            r = json.loads(path.read_text())
-            log.info("[%d/%d] %s seed %d: done before, reusing %s", n, len(plan), v.name, seed, path)
+        inputs = run_inputs(cfg, v, d, llm)
+        key = run_key(cfg, v, seed, inputs)
+        old = json.loads(path.read_text()) if path.exists() else None
+        if old is not None and old.get("run_key") == key:
+            r = old
+            log.info("[%d/%d] %s seed %d: done before with this config and inputs, reusing %s", n, len(plan),
+                     v.name, seed, path)
         else:
+            if old is not None:
+                log.info("[%d/%d] %s seed %d: %s was made with another config or other inputs: retraining", n,
+                         len(plan), v.name, seed, path)
             t0 = time.perf_counter()
             r = _run_one(cfg, v, d, seed, llm, progress)
             r.update(name=v.name, label=v.label, temperature=v.temperature, negatives=v.negatives,
-                     wall_seconds=time.perf_counter() - t0)
+                     wall_seconds=time.perf_counter() - t0, run_key=key, inputs=inputs)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(r, indent=1) + "\n")
             m = r["metrics"]["all"]
@@ -189,5 +274,9 @@ def run_paper(cfg: LarrConfig, data: Path, llm: Path, out: Path, seeds: int = 3,
                     r["label"] = tuned.label
             main.insert(main.index("larr") + 1, tuned.name)
     # the runs' own wall time, summed: stable when a resumed experiment reuses finished runs
-    report = ctr_report.write(out, results, cfg, main, seconds=sum(r.get("wall_seconds", 0.0) for r in results))
+    import pyarrow.parquet as pq
+
+    n_train = sum(pq.ParquetFile(f).metadata.num_rows for f in d.train_files)  # to state each model's budget
+    report = ctr_report.write(out, results, cfg, main, seconds=sum(r.get("wall_seconds", 0.0) for r in results),
+                              train_impressions=n_train)
     return report
