@@ -2,7 +2,9 @@
 the four Spark jobs driven by ``larr/specs/food_delivery.yaml`` write exactly the rows the hard-coded
 pipeline wrote before the spec existed (digests in ``golden/``, made with that pipeline; the one deliberate
 difference, applied to both sides, is that history rows of equal time are ordered by their text, so a
-user's "usual slots" no longer depend on the order in which Spark collected the rows)."""
+user's "usual slots" no longer depend on the order in which Spark collected the rows).  The CPT corpus and
+the contrastive pairs digests were re-recorded when those jobs stopped reading items created after the
+training cutoff (issue 15, leakage): the old pipeline's rows minus the 7 new POIs' documents and pairs."""
 
 from __future__ import annotations
 
