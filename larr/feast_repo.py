@@ -34,6 +34,7 @@ KEY_TYPES = {"int": "INT64", "string": "STRING"}
 FIELD_TYPES = {"int": "Int64", "float": "Float64", "string": "String", "bool": "Bool"}
 # The real-time scene state the streaming consumer pushes; its schema is the spec's (larr.realtime.state.state_schema).
 REALTIME_VIEW = "region_scene_state"
+STATS_TTL_DAYS = 30  # TTL of the statistics and serving views: an older row is not served
 REALTIME_PUSH = "region_scene_push"
 SCENE_ENTITY, SCENE_KEY, SCENE_VIEW = "scene_value", "scene_key", "scene_value_embedding"
 # Names the generated module binds itself; entity names must not shadow them.
@@ -271,14 +272,14 @@ def definitions_source(spec: Spec) -> str:
 
     lines.append("# ----- statistics: one row per entity and day, from days strictly before that day")
     for (name, (_key, counts, rates)), ent in zip(stats.items(), (user, item), strict=True):
-        _view(lines, name, ent, "days=30", stat_sources[name],
+        _view(lines, name, ent, f"days={STATS_TTL_DAYS}", stat_sources[name],
               [(c, "Int64") for c in counts] + [(c, "Float64") for c in rates],
               _text(f"{ent} statistics from days strictly before the row's event day (ctr_samples)"))
 
-    _view(lines, pair_view, f"{user}, {item}", "days=30", stat_sources[pair_view],
+    _view(lines, pair_view, f"{user}, {item}", f"days={STATS_TTL_DAYS}", stat_sources[pair_view],
           [(c, "Int64") for c in pair_counts] + [(c, "Float64") for c in pair_rates],
           _text(f"{user} x {item} statistics from days strictly before the row's event day (ctr_samples)"))
-    _view(lines, hist_view, user, "days=30", stat_sources[hist_view], hist_schema,
+    _view(lines, hist_view, user, f"days={STATS_TTL_DAYS}", stat_sources[hist_view], hist_schema,
           _text(f"the same {user} x {item} statistics keyed by {user} alone: arrays aligned by position with "
                 f"the {item} ids, so a scorer reads every pair of a {user} in one lookup"))
 
@@ -286,7 +287,7 @@ def definitions_source(spec: Spec) -> str:
     what = {"user": f"keys of the {user}'s scene fields for the day (history from days strictly before it)",
             "item": f"the {item}'s CTR columns, creation day (days since 1970-01-01) and scene-field keys"}
     for name, (role, schema) in ctx.items():
-        _view(lines, name, user if role == "user" else item, "days=30", stat_sources[name], schema,
+        _view(lines, name, user if role == "user" else item, f"days={STATS_TTL_DAYS}", stat_sources[name], schema,
               _text(what[role]))
 
     lines.append(f"# ----- LLM embeddings ({EMBED_COMMAND})")

@@ -23,6 +23,7 @@ import pandas as pd
 
 from larr.feast_repo import (
     REPO,
+    STATS_TTL_DAYS,
     context_views,
     definitions_source,
     pair_history,
@@ -78,10 +79,8 @@ def export_stats(jobs: Path, features: Path, spec: Spec | str | Path) -> dict[st
         df.to_parquet(features / f"{name}.parquet", index=False)
         out[name] = len(df)
         if name == pair:  # the same rows keyed by user alone, as arrays (what the scorer reads)
-            hist, items, arrays, _ = pair_history(spec)
-            h = (df.rename(columns={spec.item_key: items, **arrays})
-                 .groupby([spec.user_key, "event_timestamp"], sort=False)[[items, *arrays.values()]]
-                 .agg(list).reset_index())
+            hist, _, _, _ = pair_history(spec)
+            h = pair_history_rows(df, spec)
             h.to_parquet(features / f"{hist}.parquet", index=False)
             out[hist] = len(h)
     log_t = spec.tables[spec.log.table]
@@ -98,6 +97,33 @@ def export_stats(jobs: Path, features: Path, spec: Spec | str | Path) -> dict[st
     table.to_parquet(features / SCENE_LOOKUPS, index=False)
     out[SCENE_LOOKUPS] = len(table)
     return out
+
+
+def pair_history_rows(pairs: pd.DataFrame, spec: Spec, ttl_days: int = STATS_TTL_DAYS) -> pd.DataFrame:
+    """The user x item statistics rows (``pairs``: user, item, event_timestamp, ``up_*``) as the user-keyed
+    arrays of :func:`larr.feast_repo.pair_history`: for each user and day, every pair of that user with a
+    row on that day or on an earlier day within ``ttl_days`` (the per-pair view's TTL), each with its newest
+    row -- what reading the per-pair view for each of those items would return on that day."""
+    _, items, arrays, _ = pair_history(spec)
+    u, i = spec.user_key, spec.item_key
+    cols = list(arrays)
+    ttl = pd.Timedelta(days=ttl_days)
+    out: list[dict[str, Any]] = []
+    ordered = pairs.sort_values([u, "event_timestamp"], kind="stable")
+    for user, g in ordered.groupby(u, sort=False):
+        newest: dict[Any, tuple[pd.Timestamp, tuple]] = {}
+        for ts, day in g.groupby("event_timestamp", sort=True):
+            for rec in day[[i, *cols]].itertuples(index=False, name=None):
+                newest[rec[0]] = (ts, rec[1:])
+            kept = [(item, v) for item, (t, v) in newest.items() if ts - t < ttl]
+            row: dict[str, Any] = {u: user, "event_timestamp": ts, items: [item for item, _ in kept]}
+            for k, c in enumerate(cols):
+                row[arrays[c]] = [v[k] for _, v in kept]
+            out.append(row)
+    if not out:
+        return pd.DataFrame({u: pd.Series(dtype=pairs[u].dtype), "event_timestamp": pd.Series(dtype="datetime64[ns]"),
+                             items: pd.Series(dtype=object), **{arrays[c]: pd.Series(dtype=object) for c in cols}})
+    return pd.DataFrame(out)
 
 
 def region_scene_rows(weather: pd.DataFrame, spec: Spec | str | Path | None,

@@ -95,10 +95,14 @@ class Assembler:
                 cols.put(name, derived_column(d, cols.frame(inputs)).tolist(), shared=False)
         for check in self.log_t.equals_derived:  # a log column that equals a derived one (food: time_slot)
             col, der = check["column"], check["derived"]
-            if cols.has(col) and cols.has(der):
-                mine, other = cols.vector(col), cols.vector(der)
-                cols.put(col, [o if _absent(m) else m for m, o in zip(mine, other, strict=True)],
-                         shared=cols.shared([col, der]))
+            if not (cols.has(col) and cols.has(der)):
+                continue
+            if cols.shared([col, der]):
+                mine = cols.const[col]
+                cols.put(col, cols.const[der] if _absent(mine) else mine, shared=True)
+            else:
+                cols.put(col, [o if _absent(m) else m for m, o in zip(cols.vector(col), cols.vector(der),
+                                                                       strict=True)], shared=False)
         for groups, shared in ((self.views.user, True), (self.views.item, False), (self.views.pair, False)):
             for view, names in groups.items():
                 for c in names:
@@ -242,10 +246,12 @@ class _Columns:
         return c in self.const or c in self.per
 
     def put(self, c: str, value: Any, shared: bool) -> None:
+        """``shared``: ``value`` is the one value of every candidate (itself possibly a list); else a
+        sequence of ``n`` values."""
         self.const.pop(c, None)
         self.per.pop(c, None)
         if shared:
-            self.const[c] = value[0] if isinstance(value, list) else value
+            self.const[c] = value
         else:
             self.per[c] = value
 

@@ -133,9 +133,11 @@ class ItemCache:
     """The item views' online rows, held in memory: ``{item id: {"view__column": value}}``.
 
     Filled from the online store for every item id of the item views' offline sources (Feast's registry
-    names the parquet), refreshed every ``refresh_s`` seconds by a background thread (:meth:`start`); the dict is replaced whole, so a request sees one consistent copy.  A refresh that
-    fails (store down) keeps the previous copy.  Memory: one dict entry per item and column (about 10^6
-    items x 10 columns at the paper's scale: a few hundred MB per worker, see docs/capacity.md)."""
+    names the parquet, so the serving host needs read access to it) and refreshed every ``refresh_s``
+    seconds by a background thread (:meth:`start`); the dict is replaced whole, so a request sees one
+    consistent copy, and a refresh that fails keeps the previous one.  Cost: a Python dict per item (about
+    1 KB with 10 columns), and a refresh reads every item through Feast's SDK (0.1-0.2 ms per item), so
+    this suits up to some 10^5 items per worker; beyond that the copy belongs in a shared cache."""
 
     CHUNK = 2_000
 
@@ -145,19 +147,17 @@ class ItemCache:
         self.loaded_at: float | None = None
         self.misses = 0
         self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
 
     def ids(self) -> list[Any]:
-        """Every item id the item views' offline sources hold (what the online store was materialised from)."""
+        """Every item id the item views' offline sources hold (what the online store was materialised from).
+        Raises when a source cannot be read: a refresh must not swap in a smaller copy."""
         import pandas as pd
 
         key, found = self.reader.spec.item_key, set()
         for view in self.reader.views.item:
-            try:
-                path = self.reader.store.get_feature_view(view).batch_source.path
-                found.update(pd.read_parquet(path, columns=[key])[key].tolist())
-            except Exception as e:  # noqa: BLE001 - no source: those items are read per request instead
-                log.warning("item cache: cannot list the ids of view %s (%s); its items are read per request",
-                            view, e)
+            path = self.reader.store.get_feature_view(view).batch_source.path
+            found.update(pd.read_parquet(path, columns=[key])[key].tolist())
         return sorted(found, key=str)
 
     def refresh(self) -> int:
@@ -178,25 +178,38 @@ class ItemCache:
         return len(fresh)
 
     def try_refresh(self) -> bool:
-        """:meth:`refresh`, logging instead of raising when the store is down (the old copy stays)."""
+        """:meth:`refresh`, logging instead of raising (store down, a source being rewritten, any other
+        failure): the previous copy stays, and items it lacks are read per request meanwhile."""
         with self._lock:
             try:
                 self.refresh()
                 return True
-            except StoreUnavailable as e:
-                log.warning("item cache refresh failed, keeping the previous copy: %s", e)
+            except Exception as e:  # noqa: BLE001 - a failed refresh must never end the service or the loop
+                log.warning("item cache refresh failed, keeping the previous copy (%s items): %s",
+                            f"{len(self.rows_by_id):,}", e, exc_info=not isinstance(e, StoreUnavailable))
                 return False
 
     def start(self, stop: threading.Event) -> None:
-        """Refresh every ``refresh_s`` seconds in a daemon thread until ``stop`` is set."""
-        if self.refresh_s <= 0:
+        """Refresh every ``refresh_s`` seconds in a daemon thread until ``stop`` is set; until the first
+        refresh succeeds (store down at start-up), retry after 1, 2, 4 .. 30 s whatever ``refresh_s`` is."""
+        if self._thread is not None:
             return
 
         def loop() -> None:
-            while not stop.wait(self.refresh_s):
+            backoff = 1.0
+            while True:
+                if self.loaded_at is None:
+                    wait, backoff = backoff, min(backoff * 2, 30.0)
+                elif self.refresh_s > 0:
+                    wait = self.refresh_s
+                else:
+                    return  # loaded once; 0 means only at start-up
+                if stop.wait(wait):
+                    return
                 self.try_refresh()
 
-        threading.Thread(target=loop, name="larr-item-cache", daemon=True).start()
+        self._thread = threading.Thread(target=loop, name="larr-item-cache", daemon=True)
+        self._thread.start()
 
     def rows(self, items: list[Any]) -> dict[str, list[Any]]:
         """``{"view__column": [value per candidate]}``; items the cache lacks are read from the store now."""

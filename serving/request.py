@@ -13,13 +13,23 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
 from larr.spec import Spec
 
 MAX_CANDIDATES = 500
 Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]  # what an online-store key can hold
-PY_TYPES: dict[str, Any] = {"int": Int64, "float": float, "string": str, "bool": bool, "timestamp": datetime,
+
+
+def _in_timestamp_range(v: datetime) -> datetime:
+    """A time pandas can hold (1678..2261): any other would fail later, after validation, as a 500."""
+    if not 1678 <= v.year <= 2261 or (v.utcoffset() is not None and not 1678 <= (v - v.utcoffset()).year <= 2261):
+        raise ValueError("a time between the years 1678 and 2261")
+    return v
+
+
+Timestamp = Annotated[datetime, AfterValidator(_in_timestamp_range)]
+PY_TYPES: dict[str, Any] = {"int": Int64, "float": float, "string": str, "bool": bool, "timestamp": Timestamp,
                             "date": date}
 
 
@@ -72,7 +82,7 @@ def request_models(spec: Spec) -> tuple[type[BaseModel], type[BaseModel]]:
     for c in context_columns(spec):
         doc = spec.tables[spec.log.table].columns[c].doc or c
         if c == spec.log.time:
-            ctx_fields[c] = (datetime, Field(..., description=f"{doc} (local time, as in the log)"))
+            ctx_fields[c] = (Timestamp, Field(..., description=f"{doc} (local time, as in the log)"))
         else:
             ctx_fields[c] = (PY_TYPES.get(log_type(spec, c), str) | None, Field(None, description=doc))
     context = create_model("RequestContext", __config__=strict, **ctx_fields)

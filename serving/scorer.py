@@ -73,6 +73,7 @@ class Scorer:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._watching = False
         self.spec = spec
         self.reader: OnlineReader | None = None
         self.llm = _LlmPath(llm_backbone, scene_vocab) if llm_backbone is not None else None
@@ -98,12 +99,15 @@ class Scorer:
                 self.spec = m.spec
                 self.reader = OnlineReader(self.repo, m.spec, self.item_refresh_s)
                 self.reader.items.try_refresh()
+                if self._watching:  # the first model came after start-up: its cache refreshes too
+                    self.reader.items.start(self._stop)
             self.slot = slot  # one assignment: requests in flight keep the slot they took
             self.last_error = None
             log.info("serving model version %s (%s) from %s", version, m.kind, folder)
             return True
 
     def start_watching(self) -> None:
+        self._watching = True
         if self.reader is not None:
             self.reader.items.start(self._stop)
         if self._thread is None and self.reload_seconds > 0:

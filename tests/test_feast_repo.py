@@ -264,6 +264,21 @@ def test_export_stats_writes_the_spec_columns(tmp_path: Path) -> None:
     assert list(shop.columns) == ["poi_id", "event_timestamp", "p_imps", "p_clicks", "p_ctr"]
 
 
+def test_pair_history_keeps_every_pair_of_the_ttl_with_its_newest_row() -> None:
+    """The user-keyed arrays answer what the per-pair view would: a pair impressed on an earlier day (within
+    the view's TTL) is still there the next day, with its newest row; one older than the TTL is gone."""
+    day = pd.Timestamp("2024-01-01")
+    pairs = pd.DataFrame({"user_id": [1, 1, 1, 1], "poi_id": [5, 6, 5, 7],
+                          "event_timestamp": [day, day, day + pd.Timedelta(days=1), day + pd.Timedelta(days=40)],
+                          "up_imps": [1, 2, 3, 4], "up_clicks": [0, 1, 1, 0], "up_orders": [0, 0, 1, 0],
+                          "up_ctr": [0.1, 0.2, 0.3, 0.4]})
+    h = fsx.pair_history_rows(pairs, load_spec("food_delivery")).set_index("event_timestamp")
+    second = h.loc[day + pd.Timedelta(days=1)]
+    assert sorted(zip(second["poi_ids"], second["up_imps_by_poi"], strict=True)) == [(5, 3), (6, 2)]
+    late = h.loc[day + pd.Timedelta(days=40)]
+    assert list(late["poi_ids"]) == [7], "rows older than the 30-day TTL are not served"
+
+
 def test_recall_display_info_comes_from_the_raw_items(tmp_path: Path) -> None:
     dishes = [[{"name": "noodles", "description": "hot"}, {"name": "tea", "description": "cold"}],
               [{"name": "dumplings", "description": "steamed"}], []]

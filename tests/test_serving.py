@@ -183,6 +183,7 @@ def client(built: dict, sqlite_repo: Path):
     (lambda b: b.update(candidates=b["candidates"] * 200), "candidates"),
     (lambda b: b["context"].pop("ts"), "ts"),
     (lambda b: b["context"].update(ts="yesterday-ish"), "ts"),
+    (lambda b: b["context"].update(ts="0001-01-01T00:00:00+01:00"), "ts"),  # valid ISO, outside pandas' range
     (lambda b: b["context"].update(region_id="north"), "region_id"),
     (lambda b: b.update(user_id=2 ** 70), "user_id"),
     (lambda b: b["candidates"][0].update(distance_km="far"), "distance_km"),
