@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -41,8 +42,21 @@ LLM_SET = ["llm.cpt.batch_size=8", "llm.cpt.block_size=64", "llm.cpt.logging_ste
 # gradient is near zero that float-order noise becomes an lr-sized step; at the default 8e-4 one scene-encoder
 # FFN weight of this synthetic set ends 9.7e-5 apart after 24 steps (3e-6 at 4e-4; training/README.md).
 CTR_SET = ["ctr.epochs=2", "ctr.batch_size=256", "ctr.shuffle_buffer=1000", "ctr.eval_batch_size=2048", "ctr.lr=4e-4"]
-TORCHRUN = "torchrun --nproc_per_node 2"
+# --standalone: torchrun picks a free rendezvous port, so a launcher that is still releasing the default 29500
+# (the DeepSpeed run before it) cannot fail the next start; a user sharing a machine does the same (training/README)
+TORCHRUN = "torchrun --standalone --nproc_per_node 2"
 pytestmark = pytest.mark.timeout(600)
+
+
+def _free_port() -> int:
+    """A port nobody listens on now: DeepSpeed's launcher otherwise always takes 29500."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def DEEPSPEED() -> str:  # noqa: N802 - read as the constant beside TORCHRUN
+    return f"deepspeed --num_gpus 2 --master_port {_free_port()}"
 
 
 def _sets(overrides: list[str]) -> list[str]:
@@ -131,7 +145,7 @@ def test_contrastive_two_processes_match_one_and_resume_on_one(llm: dict) -> Non
 def test_contrastive_deepspeed_zero3_two_processes(llm: dict) -> None:
     """DeepSpeed on 2 processes (CPU accelerator, gloo): the config check passes (world size read after the
     group exists), ZeRO-3 partitions are gathered for the artefact, and the steps equal one plain process."""
-    two = _train(llm, "contrastive", llm["root"] / "zero3_contrastive", "deepspeed --num_gpus 2", "--init", "base",
+    two = _train(llm, "contrastive", llm["root"] / "zero3_contrastive", DEEPSPEED(), "--init", "base",
                  "--deepspeed", str(ROOT / "training" / "configs" / "zero3.json"))
     assert two["deepspeed"] == "zero3.json" and two["processes"] == 2
     dl = loss_diff(llm["contrastive"]["history"], two["history"])
@@ -157,10 +171,10 @@ def test_aligned_pairs_near_zero_loss_on_two_processes(tmp_path: Path) -> None:
         "if d.main: json.dump({'sharded': sharded, 'same': same}, open(sys.argv[1], 'w'))\n")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     torchrun = Path(sys.executable).parent / "torchrun"
-    subprocess.run([str(torchrun), "--nproc_per_node", "2", str(script), str(tmp_path / "two.json")], check=True,
-                   env=env, capture_output=True, timeout=300)
-    subprocess.run([sys.executable, str(script), str(tmp_path / "one.json")], check=True, env=env,
-                   capture_output=True, timeout=300)
+    for cmd in ([str(torchrun), "--standalone", "--nproc_per_node", "2", str(script), str(tmp_path / "two.json")],
+                [sys.executable, str(script), str(tmp_path / "one.json")]):
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, f"{cmd[0]} exited {res.returncode}:\n{res.stdout[-2000:]}\n{res.stderr[-4000:]}"
     one, two = (json.loads((tmp_path / f).read_text()) for f in ("one.json", "two.json"))
     print(f"\naligned pairs: 1 process {one['sharded']:.2e}, 2 processes sharded {two['sharded']:.2e}, "
           f"2 processes same rows {two['same']:.4f}")
@@ -196,7 +210,7 @@ def test_cpt_two_processes_match_one_and_resume_on_one(llm: dict) -> None:
 def test_cpt_deepspeed_zero3_saves_gathered(llm: dict) -> None:
     """CPT under DeepSpeed ZeRO-3 on 2 processes saves the whole model (not each rank's empty partition
     placeholders) and rank 0 evaluates it: the weights and held-out loss equal one plain process."""
-    two = _train(llm, "cpt", llm["root"] / "zero3_cpt", "deepspeed --num_gpus 2", "--deepspeed",
+    two = _train(llm, "cpt", llm["root"] / "zero3_cpt", DEEPSPEED(), "--deepspeed",
                  str(ROOT / "training" / "configs" / "zero3.json"))
     w1 = load_file(llm["one"] / "cpt" / "model" / "model.safetensors")
     w3 = load_file(llm["root"] / "zero3_cpt" / "cpt" / "model" / "model.safetensors")
