@@ -7,7 +7,12 @@ Needs the outputs of the main job (bash scripts/demo.sh):
     .venv/bin/python -m benchmarks.ctr_training [--data data/small] [--llm runs/small/llm] [--steps 30]
 
 Every training measurement runs in its own child process so that its peak memory (peak RSS on the CPU,
-``torch.cuda.max_memory_allocated`` on a GPU) is its own.  Scoring latency is a model call on one request
+``torch.cuda.max_memory_allocated`` on a GPU) is its own.  PLE, noAL (PLE + scene lookup + scene encoder)
+and LARR (+ alignment loss) are measured in turns, ``--rounds`` times, and the median taken; the share of a
+LARR step spent per component follows from the differences (encoder = noAL - PLE, alignment = LARR - noAL,
+per sample), and the input pipeline (``CtrStream``: parquet -> preprocessed batch, scene-row lookup
+included) is timed on its own.  ``--before REV`` measures the same models at another git revision (a
+worktree, same data, same child script of that revision) in the same turns: the before/after of issue 16.  Scoring latency is a model call on one request
 (100 candidates of one test-day request, already looked up): LARR reads N scene vectors per candidate and runs
 the 1-layer transformer and PLE; P5 tokenises 100 impression texts and runs the LLM over each.  Feature
 lookups are the same for both and measured in ``benchmarks/feature_store.py``.
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -40,6 +46,8 @@ from larr.ctr.data import CtrStream
 from larr.ctr.p5 import P5Classifier, SceneTexts
 from training.ctr import CtrData
 from training.launch import config_args, launch
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _peak_mb(device: str) -> float:
@@ -61,7 +69,8 @@ def bench_training(kind: str, data: Path, device: str, steps: int, batch_size: i
     """Training steps/s of one model on real batches (preprocessed ahead, so this is the model's cost)."""
     cfg = load_config("small").ctr
     d = CtrData.load(data)
-    scene = d.scene(data / "features") if kind == "larr" else None
+    scene = d.scene(data / "features") if kind in ("larr", "noal") else None
+    torch.manual_seed(0)
     model = build_model(kind, cfg, d.prep, scene).to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     stream = iter(CtrStream(d.train_files, d.prep, scene, batch_size, shuffle=True, seed=0))
@@ -81,7 +90,73 @@ def bench_training(kind: str, data: Path, device: str, steps: int, batch_size: i
     _sync(device)
     seconds = time.perf_counter() - t0
     return {"what": f"train {kind}", "device": device, "batch": batch_size, "samples_per_s": seen / seconds,
-            "peak_mb": _peak_mb(device)}
+            "peak_mb": _peak_mb(device), "last_loss": float(loss)}
+
+
+def bench_input(kind: str, data: Path, batches: int, batch_size: int) -> dict:
+    """The input pipeline alone: shuffled parquet rows -> preprocessed batches (+ scene rows for LARR)."""
+    cfg = load_config("small").ctr
+    d = CtrData.load(data)
+    scene = d.scene(data / "features") if kind in ("larr", "noal") else None
+    stream = iter(CtrStream(d.train_files, d.prep, scene, batch_size, shuffle=True, seed=0,
+                            shuffle_buffer=cfg.shuffle_buffer))
+    next(stream)  # the first batch fills the shuffle buffer: a one-off per epoch
+    t0, seen = time.perf_counter(), 0
+    for _ in range(batches):
+        seen += len(next(stream)["click"])
+    return {"what": f"input {kind}", "samples_per_s": seen / (time.perf_counter() - t0)}
+
+
+def _child(args: list[str], root: Path) -> dict:
+    """Run this script's child mode from ``root`` (this checkout or a worktree of another revision)."""
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    res = subprocess.run([sys.executable, "-m", "benchmarks.ctr_training", *args], cwd=root, env=env,
+                         capture_output=True, text=True)
+    if res.returncode:
+        raise SystemExit(f"benchmark child {args} in {root} exited {res.returncode}:\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def compare_training(data: Path, device: str, steps: int, batch: int, rounds: int, before: str | None) -> dict:
+    """PLE, noAL and LARR (at this revision and, with ``before``, at that one), in turns; medians."""
+    roots = {"after": ROOT}
+    tmp = None
+    if before:
+        tmp = tempfile.mkdtemp(prefix="larr-bench-before-")
+        subprocess.run(["git", "worktree", "add", "--detach", tmp, before], cwd=ROOT, check=True,
+                       capture_output=True)
+        roots = {"before": Path(tmp), "after": ROOT}
+    runs: dict[tuple[str, str], list[dict]] = {}
+    try:
+        for _ in range(rounds):
+            for label, root in roots.items():
+                for kind in ("ple", "noal", "larr"):
+                    args = ["--data", str(data.resolve()), "--steps", str(steps), "--batch", str(batch), "--child",
+                            kind, device]
+                    runs.setdefault((label, kind), []).append(_child(args, root))
+    finally:
+        if tmp:
+            subprocess.run(["git", "worktree", "remove", "--force", tmp], cwd=ROOT, check=False)
+    table = {}
+    for label in roots:
+        med = {k: float(np.median([r["samples_per_s"] for r in runs[(label, k)]])) for k in ("ple", "noal", "larr")}
+        per = {k: 1e6 / v for k, v in med.items()}  # microseconds per sample
+        table[label] = {
+            "revision": before if label == "before" else _revision(),
+            "samples_per_s": med, "runs": {k: [r["samples_per_s"] for r in runs[(label, k)]] for k in med},
+            "peak_mb": {k: max(r["peak_mb"] for r in runs[(label, k)]) for k in med},
+            "larr_cost_vs_ple": per["larr"] / per["ple"], "noal_cost_vs_ple": per["noal"] / per["ple"],
+            "us_per_sample": {"ple (shared body)": per["ple"], "scene lookup + encoder": per["noal"] - per["ple"],
+                              "alignment loss": per["larr"] - per["noal"]},
+        }
+    return table
+
+
+def _revision() -> str:
+    res = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                           text=True).stdout.strip()
+    return res.stdout.strip() + ("+changes" if dirty else "")
 
 
 def _latency(fn, repeats: int, device: str) -> dict:
@@ -157,10 +232,14 @@ def main() -> None:
     ap.add_argument("--llm", default="runs/small/llm")
     ap.add_argument("--steps", type=int, default=30, help="timed training steps per model")
     ap.add_argument("--batch", type=int, default=2400)
+    ap.add_argument("--rounds", type=int, default=3, help="turns of PLE/noAL/LARR (medians are reported)")
+    ap.add_argument("--before", metavar="REV", help="also measure the models at this git revision (worktree)")
+    ap.add_argument("--input-batches", type=int, default=30, help="input pipeline: batches timed")
     ap.add_argument("--candidates", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=100)
     ap.add_argument("--process-epochs", type=int, default=1, help="processes table: epochs of the stage")
     ap.add_argument("--no-processes", action="store_true", help="skip the processes table")
+    ap.add_argument("--no-scoring", action="store_true", help="skip the scoring-latency table")
     ap.add_argument("--only-processes", action="store_true", help="only the processes table")
     ap.add_argument("--process-repeats", type=int, default=1, help="processes table: alternating repeats")
     ap.add_argument("--out", default="runs/bench/ctr_training.json")
@@ -170,22 +249,30 @@ def main() -> None:
         print(json.dumps(bench_training(a.child[0], Path(a.data), a.child[1], a.steps, a.batch)))
         return
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    rows = []
+    training: dict[str, dict] = {}
+    rows: list[dict] = []
+    inputs: list[dict] = []
     for device in devices if not a.only_processes else []:
-        for kind in ("ple", "larr"):
-            res = subprocess.run([sys.executable, "-m", "benchmarks.ctr_training", "--data", a.data, "--steps",
-                                  str(a.steps), "--batch", str(a.batch), "--child", kind, device],
-                                 check=True, capture_output=True, text=True)
-            rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
-        rows += bench_scoring(Path(a.data), Path(a.llm), device, a.candidates, a.repeats)
-    print(f"{'what':<34} {'device':<6} {'samples/s':>10} {'peak MB':>8} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6}")
-    for r in rows:
-        sps = f"{r['samples_per_s']:,.0f}" if "samples_per_s" in r else ""
-        peak = f"{r['peak_mb']:,.0f}" if "peak_mb" in r else ""
-        p50 = f"{r['p50_ms']:.2f}" if "p50_ms" in r else ""
-        p99 = f"{r['p99_ms']:.2f}" if "p99_ms" in r else ""
-        ratio = f"{r['ratio_p50_vs_larr']:.0f}x" if "ratio_p50_vs_larr" in r else ""
-        print(f"{r['what']:<34} {r['device']:<6} {sps:>10} {peak:>8} {p50:>8} {p99:>8} {ratio:>6}")
+        training[device] = compare_training(Path(a.data), device, a.steps, a.batch, a.rounds, a.before)
+        print(f"\ntraining, {device}, batch {a.batch}, median of {a.rounds} turns (samples/s; cost per sample vs PLE)")
+        print(f"{'revision':<18} {'PLE':>9} {'noAL':>9} {'LARR':>9} {'noAL/PLE':>9} {'LARR/PLE':>9}  "
+              "us/sample: body | scene lookup+encoder | alignment")
+        for t in training[device].values():
+            sps, us = t["samples_per_s"], list(t["us_per_sample"].values())
+            print(f"{t['revision']:<18} {sps['ple']:>9,.0f} {sps['noal']:>9,.0f} {sps['larr']:>9,.0f} "
+                  f"{t['noal_cost_vs_ple']:>8.2f}x {t['larr_cost_vs_ple']:>8.2f}x  "
+                  f"{us[0]:.1f} | {us[1]:.1f} | {us[2]:.1f}")
+        if not a.no_scoring:
+            rows += bench_scoring(Path(a.data), Path(a.llm), device, a.candidates, a.repeats)
+    if not a.only_processes:
+        inputs = [bench_input(k, Path(a.data), a.input_batches, a.batch) for k in ("ple", "larr")]
+        print("\ninput pipeline (parquet -> batch, one process): " +
+              ", ".join(f"{r['what']} {r['samples_per_s']:,.0f} samples/s" for r in inputs))
+    if rows:
+        print(f"\n{'what':<34} {'device':<6} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6}")
+        for r in rows:
+            ratio = f"{r['ratio_p50_vs_larr']:.0f}x" if "ratio_p50_vs_larr" in r else ""
+            print(f"{r['what']:<34} {r['device']:<6} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {ratio:>6}")
     procs = [] if a.no_processes else bench_processes(Path(a.data), "larr", a.process_epochs, a.batch,
                                                       a.process_repeats)
     if procs:
@@ -196,8 +283,8 @@ def main() -> None:
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": platform.platform(), "torch": torch.__version__,
-                               "threads": torch.get_num_threads(), "results": rows, "processes": procs}, indent=2)
-                   + "\n")
+                               "threads": torch.get_num_threads(), "args": vars(a), "training": training,
+                               "input_pipeline": inputs, "scoring": rows, "processes": procs}, indent=2) + "\n")
     print(f"wrote {out}")
 
 

@@ -98,6 +98,44 @@ def test_info_nce_symmetry_and_hand_checked_value() -> None:
     assert info_nce(x, x, 0.05) < info_nce(x, y, 0.05)
 
 
+@pytest.mark.parametrize(("scaled", "temperature", "fast"), [(False, 0.1, True), (False, 0.05, True),
+                                                              (False, 0.01, False), (True, 1.0, True),
+                                                              (True, 0.05, False)])
+def test_info_nce_one_matrix_path_equals_two_cross_entropies(scaled: bool, temperature: float, fast: bool,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one-process path (one logits matrix, one shared exp shift, hand-written backward; issue 16) gives the
+    value and gradients of the textbook two-cross-entropy form, computed in float64.  Where one shift could
+    underflow (cosine logits at t = 0.01 span 200; rows of norm up to 2 at t = 0.05 span 160) the general
+    path runs instead, and must agree too."""
+    from larr.llm import contrastive
+
+    calls = []
+    fast_path = contrastive._SymmetricInfoNCE.apply
+    monkeypatch.setattr(contrastive._SymmetricInfoNCE, "apply", lambda *a: calls.append(1) or fast_path(*a))
+    g = torch.Generator().manual_seed(1)
+    a0 = torch.nn.functional.normalize(torch.randn(300, 32, generator=g), dim=1)
+    b0 = torch.nn.functional.normalize(torch.randn(300, 32, generator=g), dim=1)
+    if scaled:  # rows of unequal norms, 0.5 to 2
+        a0, b0 = a0 * (0.5 + 1.5 * torch.rand(300, 1, generator=g)), b0 * (0.5 + 1.5 * torch.rand(300, 1, generator=g))
+
+    def reference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        labels = torch.arange(a.shape[0])
+        ce = torch.nn.functional.cross_entropy
+        return (ce(a @ b.T / temperature, labels) + ce(b @ a.T / temperature, labels)) / 2
+
+    grads = []
+    for fn, dtype in ((reference, torch.float64), (lambda x, y: info_nce(x, y, temperature), torch.float32)):
+        a, b = a0.to(dtype).requires_grad_(), b0.to(dtype).requires_grad_()
+        loss = fn(a, b)
+        loss.backward()
+        grads.append((loss.item(), a.grad.double(), b.grad.double()))
+    (want, want_a, want_b), (got, got_a, got_b) = grads
+    assert bool(calls) == fast
+    assert got == pytest.approx(want, rel=1e-6)
+    torch.testing.assert_close(got_a, want_a, atol=1e-6, rtol=1e-4)
+    torch.testing.assert_close(got_b, want_b, atol=1e-6, rtol=1e-4)
+
+
 def test_grad_cache_gives_the_same_gradients(small_lm) -> None:
     model, tok = small_lm
     torch.manual_seed(0)

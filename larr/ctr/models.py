@@ -107,26 +107,51 @@ class SceneEncoder(nn.Module):
 
     def forward(self, vectors: torch.Tensor, missing: torch.Tensor) -> torch.Tensor:
         """``vectors`` [B, N, d]; ``missing`` [B, N] True where a key has no vector (masked out)."""
+        if self.pooling == "agg":
+            return self.head(self._agg_output(vectors, missing))
         b = vectors.shape[0]
         x = torch.cat([self.agg.expand(b, -1, -1), vectors], dim=1)
         mask = torch.cat([torch.zeros(b, 1, dtype=torch.bool, device=missing.device), missing], dim=1)
-        if self.pooling == "agg":
-            return self.head(self._agg_output(x, mask))
         h = self.encoder(x, src_key_padding_mask=mask)
         pooled = h[:, 1:].masked_fill(missing.unsqueeze(-1), 0).sum(1) / (~missing).sum(1, keepdim=True).clamp(min=1)
         return self.head(pooled)
 
-    def _agg_output(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def _agg_output(self, vectors: torch.Tensor, missing: torch.Tensor) -> torch.Tensor:
         """The layer's output at the aggregation token only.  With one layer and agg pooling nothing else is
         read, so only the agg token's query is attended and only its row goes through the feed-forward block:
-        the same weights and the same value as the full layer at position 0 (tested), ~3x cheaper to train.
-        Mirrors ``nn.TransformerEncoderLayer`` (post-norm) step by step."""
+        the same weights and the same value as the full layer at position 0 (tested).  Mirrors
+        ``nn.TransformerEncoderLayer`` (post-norm) step by step, with the attention regrouped (exact algebra,
+        float rounding aside) so that no scene vector's key or value is ever projected.  With the agg token
+        x_0 (a parameter, the same for every sample) as the only query, per head h:
+
+        * score_j = (W_q x_0 + b_q)_h . (W_k x_j + b_k)_h = x_j . u_h + c_h, with u_h = W_k,h^T q_h and
+          c_h = q_h . b_k,h computed once per step;
+        * attended_h = sum_j a_j (W_v x_j + b_v)_h = W_v,h (sum_j a_j x_j) + b_v,h, as the weights sum to 1.
+
+        So a step projects one mixed vector per head and sample instead of N keys and N values, and no
+        gradient flows into the (frozen) scene vectors.  Before this, the key/value projections were ~70% of
+        a LARR training step (``benchmarks/ctr_training.py``, issue 16)."""
         layer = self.encoder.layers[0]
-        q = x[:, :1]
-        attended = layer.self_attn(q, x, x, key_padding_mask=mask, need_weights=False)[0]
-        h = layer.norm1(q + layer.dropout1(attended))
-        h = layer.norm2(h + layer.dropout2(layer.linear2(layer.dropout(layer.activation(layer.linear1(h))))))
-        return h[:, 0]
+        attn = layer.self_attn
+        b, _, d = vectors.shape
+        heads = attn.num_heads
+        dh = d // heads
+        w_q, w_k, w_v = attn.in_proj_weight.chunk(3)
+        b_q, b_k, b_v = attn.in_proj_bias.chunk(3)
+        x0 = self.agg.view(1, d)
+        q = (x0 @ w_q.T + b_q).view(heads, dh)
+        u = torch.einsum("hk,hkd->hd", q, w_k.view(heads, dh, d))  # [H, d]
+        c = (q * b_k.view(heads, dh)).sum(-1)  # [H]
+        scale = dh ** -0.5
+        own = ((x0 @ u.T).view(1, heads, 1) + c.view(1, heads, 1)) * scale  # the agg token's own score
+        scores = ((vectors @ u.T).transpose(1, 2) + c.view(1, heads, 1)) * scale  # [B, H, N]
+        scores = scores.masked_fill(missing.unsqueeze(1), float("-inf"))
+        weights = torch.softmax(torch.cat([own.expand(b, -1, -1), scores], dim=-1), dim=-1)  # [B, H, 1 + N]
+        z = weights[..., :1] * x0.view(1, 1, d) + weights[..., 1:] @ vectors  # [B, H, d]
+        values = torch.einsum("bhd,hkd->bhk", z, w_v.view(heads, dh, d)) + b_v.view(1, heads, dh)
+        attended = attn.out_proj(values.reshape(b, d))
+        h = layer.norm1(x0 + layer.dropout1(attended))
+        return layer.norm2(h + layer.dropout2(layer.linear2(layer.dropout(layer.activation(layer.linear1(h))))))
 
 
 def alignment_loss(e_s: torch.Tensor, t: torch.Tensor, temperature: float, negatives: int = 0) -> torch.Tensor:
