@@ -564,7 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "newer-wins, dead-letter topic, SIGTERM-safe, Prometheus metrics).")
     a.add_argument("--repo", required=True, type=existing_dir, help="feature repo folder (larr features publish)")
     kafka(a, group=True)
-    a.add_argument("--max-records", type=int, default=500, help="batch size")
+    a.add_argument("--max-records", type=int, default=2000, help="most messages per batch (one online write per batch)")
     a.add_argument("--metrics-port", type=int, default=0, help="Prometheus text endpoint on 127.0.0.1")
     a.add_argument("--max-idle-seconds", type=float, help="stop after this long without messages")
     a.add_argument("--max-seconds", type=float, help="stop after this long")

@@ -269,6 +269,104 @@ def test_out_of_order_events_do_not_regress(store_kind: str, repo: Path, sqlite_
     assert s["weather"] == "heavy rain" and s["weather_ts"] == int(now.timestamp() * 1000)
 
 
+@pytest.mark.parametrize("store_kind", ["sqlite", "redis"])
+def test_one_batch_keeps_newer_wins_whatever_the_order(store_kind: str, repo: Path, sqlite_repo: Path,
+                                                       kafka_bootstrap: str) -> None:
+    """Several events of one region in one batch become one row: per group the newest event wins whether it
+    comes first or last in the batch, and a group the batch does not touch keeps what the store held."""
+    target = repo if store_kind == "redis" else sqlite_repo
+    topic = f"t-batch-{store_kind}"
+    ensure_topics(kafka_bootstrap, [topic, f"{topic}.dlq"], partitions=1)
+    from kafka import KafkaProducer
+
+    t0 = datetime.now(UTC) - timedelta(minutes=5)
+    p = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    p.send(topic, key=b"61", value=make_event("region_context", 61, t0, day_type="holiday"))
+    p.flush()
+    consume(target, kafka_bootstrap, topic, idle=2)  # region 61's context is in the store, not in the next batch
+    ms = {dt: int((t0 + timedelta(seconds=dt)).timestamp() * 1000) for dt in (1, 2, 3)}
+    batch = [  # region 61: newest weather first; region 62: newest weather last; a slot for each
+        (61, "weather", 3, {"condition": "snow", "temperature_c": -4.0}),
+        (61, "weather", 1, {"condition": "sunny", "temperature_c": 30.0}),
+        (61, "time_slot", 2, {"hour": 8}),
+        (61, "weather", 2, {"condition": "heavy rain", "temperature_c": 10.0}),
+        (62, "weather", 1, {"condition": "sunny", "temperature_c": 30.0}),
+        (62, "time_slot", 2, {"hour": 20}),
+        (62, "weather", 2, {"condition": "heavy rain", "temperature_c": 10.0}),
+        (62, "weather", 3, {"condition": "snow", "temperature_c": -4.0}),
+    ]
+    for region, kind, dt, payload in batch:
+        p.send(topic, key=str(region).encode(), value=make_event(kind, region, t0 + timedelta(seconds=dt), **payload))
+    p.flush()
+    p.close()
+    summary = consume(target, kafka_bootstrap, topic, idle=2)
+    assert summary["consumed"] == 8 and summary["dead_lettered"] == 0
+    assert summary["written"] == 2, "one row per region per batch"
+    assert summary["stale"] == 2, "the two weather events of region 61 older than its first one"
+    s = online_state(target, [61, 62])
+    for region in (61, 62):
+        assert (s[region]["weather"], s[region]["temperature_c"], s[region]["weather_ts"]) == ("snow", -4.0, ms[3])
+        assert s[region]["weather_key"] == value_key("SCENE_weather", "snow") > 2**53
+        assert s[region]["slot_ts"] == ms[2]
+    assert (s[61]["time_slot"], s[62]["time_slot"]) == ("breakfast", "dinner")
+    assert s[61]["day_type"] == "holiday" and s[61]["context_ts"] == int(t0.timestamp() * 1000)
+    assert s[62]["day_type"] is None and s[62]["day_key"] is None and s[62]["context_ts"] is None
+    assert fully_committed(kafka_bootstrap, topic, f"g-{topic}")
+
+
+def test_one_key_one_partition_one_writer(repo: Path, kafka_bootstrap: str, tiny_world: Path) -> None:
+    """The single writer per region that the consumer relies on (and that makes Feast's Redis ``skip_dedup``
+    safe, see streaming.consumer.OnlineWriter): the simulator keys messages by region, so each region lies in
+    one partition, and two consumer processes of one group on 4 partitions write disjoint regions; together
+    they consume everything once and the store ends up with the newest event of every (region, group)."""
+    topic, group = "t-one-writer", "g-t-one-writer"
+    ensure_topics(kafka_bootstrap, [topic, f"{topic}.dlq"], partitions=4)
+    procs = [consume(repo, kafka_bootstrap, topic, group=group, idle=20, wait=False) for _ in range(2)]
+    from kafka.admin import KafkaAdminClient
+
+    admin, deadline = KafkaAdminClient(bootstrap_servers=kafka_bootstrap), time.time() + 120
+    while True:  # both members hold partitions before the events arrive
+        g = admin.describe_groups([group])[group]
+        if g["group_state"] == "Stable" and len(g["members"]) == 2:
+            break
+        assert time.time() < deadline and all(p.poll() is None for p in procs), g
+        time.sleep(0.5)
+    admin.close()
+    sent = simulate(kafka_bootstrap, topic, tiny_world, rate=0, count=4_000, seed=8)
+    summaries = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+        summaries.append(json.loads(out.strip().splitlines()[-1]))
+    assert sum(s["consumed"] for s in summaries) == 4_000 and all(s["split_keys"] == 0 for s in summaries)
+    c = KafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
+    from kafka import TopicPartition
+
+    parts = [TopicPartition(topic, p) for p in range(4)]
+    c.assign(parts)
+    c.seek_to_beginning(*parts)
+    ends = c.end_offsets(parts)
+    partitions_of: dict[int, set[int]] = {}
+    while any(c.position(tp) < ends[tp] for tp in parts):
+        for tp, msgs in c.poll(timeout_ms=1000).items():
+            for m in msgs:
+                partitions_of.setdefault(json.loads(m.value)["region_id"], set()).add(tp.partition)
+    c.close()
+    assert partitions_of and all(len(ps) == 1 for ps in partitions_of.values()), partitions_of
+    assert_state_is_newest(repo, sent["newest"])
+    assert fully_committed(kafka_bootstrap, topic, group)
+
+
+def test_the_writer_skips_feasts_dedup_on_redis_only(repo: Path, sqlite_repo: Path) -> None:
+    from streaming.consumer import OnlineWriter
+
+    redis_writer = OnlineWriter(fsx.store(repo), repo)
+    assert redis_writer.config.online_store.skip_dedup is True
+    assert "skip_dedup" not in (repo / "feature_store.yaml").read_text(), "the repo's own config is unchanged"
+    assert fsx.store(repo).config.online_store.skip_dedup is False
+    assert not hasattr(OnlineWriter(fsx.store(sqlite_repo), sqlite_repo).config.online_store, "skip_dedup")
+
+
 def test_broker_restart_is_survived(repo: Path, kafka_bootstrap: str, tiny_world: Path,
                                    tmp_path_factory: pytest.TempPathFactory) -> None:
     topic = "t-restart"

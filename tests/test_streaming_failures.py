@@ -192,6 +192,89 @@ def test_keys_stay_exact_when_a_batch_mixes_rows_with_and_without_a_group(sqlite
     assert s[34]["weather_key"] == value_key("SCENE_weather", "snow") and s[34]["slot_key"] is None
 
 
+def test_one_bad_message_in_a_batch_is_the_only_one_dead_lettered(sqlite_repo: Path, kafka_bootstrap: str) -> None:
+    """Batching parses every message of a poll before it merges any: a bad one in the middle of a batch is
+    dead-lettered alone and every other event of the batch, before and after it, is written."""
+    topic, now = "f-batch-bad", datetime.now(UTC)
+    good = [(70 + i % 4, now - timedelta(seconds=100 - i), ("sunny", "snow", "heavy rain")[i % 3], float(i))
+            for i in range(40)]
+    values = [make_event("weather", r, t, condition=c, temperature_c=x) for r, t, c, x in good]
+    values.insert(20, b'{"schema_version": 1, "type": "weather", "region_id": 71, "event_time": "soon"}')
+    send(kafka_bootstrap, topic, values, partition=0)
+    summary = consume(sqlite_repo, kafka_bootstrap, topic, idle=2)
+    assert summary["consumed"] == 41 and summary["dead_lettered"] == 1 and summary["written"] == 4
+    [(value, headers)] = dead_letters(kafka_bootstrap, topic)
+    assert value == values[20] and b"not ISO-8601" in headers["error"]
+    newest = {(r, "weather"): (int(t.timestamp() * 1000), {"condition": c, "temperature_c": x})
+              for r, t, c, x in good}
+    assert_state_is_newest(sqlite_repo, newest)
+    assert fully_committed(kafka_bootstrap, topic, f"g-{topic}")
+
+
+class _RefusesRegion:
+    """An online writer that refuses (ValueError, not an outage) every write holding region ``bad``."""
+
+    calls: list[list[int]] = []
+
+    def __init__(self, writer, bad: int):
+        self.writer, self.bad = writer, bad
+
+    def write(self, rows: list[dict]) -> None:
+        self.calls.append(sorted(r["region_id"] for r in rows))
+        if any(r["region_id"] == self.bad for r in rows):
+            raise ValueError(f"row of region {self.bad} refused")
+        self.writer.write(rows)
+
+
+def test_a_row_the_store_refuses_dead_letters_only_its_messages(sqlite_repo: Path, kafka_bootstrap: str,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the one write of a batch fails for a reason other than an outage, the rows are written one by one:
+    the regions that can be written are, and only the messages of the refused row are dead-lettered."""
+    import streaming.consumer as sc
+
+    real = sc.OnlineWriter
+    monkeypatch.setattr(sc, "OnlineWriter", lambda store, repo: _RefusesRegion(real(store, repo), bad=81))
+    refusing = _RefusesRegion
+    refusing.calls = []
+    topic, now = "f-row-refused", datetime.now(UTC)
+    regions = [80, 81, 82, 81, 80]
+    send(kafka_bootstrap, topic, [make_event("weather", r, now - timedelta(seconds=10 - i), condition="snow",
+                                             temperature_c=float(i)) for i, r in enumerate(regions)], partition=0)
+    cons = SceneStateConsumer(ConsumerConfig(bootstrap=kafka_bootstrap, topic=topic, group=f"g-{topic}",
+                                             poll_ms=200), sqlite_repo)
+    try:
+        _step_until(cons, lambda: cons.metrics.value("consumed") == 5)
+    finally:
+        cons.close()
+    assert refusing.calls[0] == [80, 81, 82], "one write for the batch first"
+    assert sorted(map(tuple, refusing.calls[1:])) == [(80,), (81,), (82,)], "then row by row"
+    assert cons.metrics.value("dead_lettered") == 2 and cons.metrics.value("rows_written") == 2
+    dead = dead_letters(kafka_bootstrap, topic)
+    assert sorted(json.loads(v)["temperature_c"] for v, _ in dead) == [1.0, 3.0]
+    assert all(h["error"] == b"online write of region_id=81 failed: ValueError: row of region 81 refused"
+               for _, h in dead)
+    s = online_state(sqlite_repo, [80, 81, 82])
+    assert (s[80]["temperature_c"], s[82]["temperature_c"], s[81]["weather"]) == (4.0, 2.0, None)
+    assert fully_committed(kafka_bootstrap, topic, f"g-{topic}")
+
+
+def test_a_key_on_two_partitions_is_reported(sqlite_repo: Path, kafka_bootstrap: str) -> None:
+    """A producer that does not key messages by region breaks the single writer per region (two members could
+    write one region and lose each other's updates): the consumer counts and logs it, and still merges."""
+    topic, now = "f-split", datetime.now(UTC)
+    ensure_topics(kafka_bootstrap, [topic, f"{topic}.dlq"], partitions=2)
+    send(kafka_bootstrap, topic, [make_event("weather", 90, now - timedelta(seconds=2), condition="snow",
+                                             temperature_c=1.0)], partition=0)
+    send(kafka_bootstrap, topic, [make_event("time_slot", 90, now, hour=8),
+                                  make_event("time_slot", 91, now, hour=8)], partition=1)
+    run = Running(sqlite_repo, kafka_bootstrap, topic, idle=3)
+    summary, log = run.finish()
+    assert summary["split_keys"] == 1 and summary["consumed"] == 3 and summary["dead_lettered"] == 0
+    assert "region_id=90 came on partition" in log and "does not key messages by region_id" in log
+    s = online_state(sqlite_repo, [90])[90]
+    assert s["weather"] == "snow" and s["time_slot"] == "breakfast"
+
+
 # ------------------------------------------------------------------------------ outages commit nothing
 def test_an_unacknowledged_dead_letter_is_not_committed(sqlite_repo: Path, kafka_bootstrap: str) -> None:
     """The dead-letter topic refuses the message (max.message.bytes too small): the offset stays uncommitted

@@ -20,6 +20,7 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ class SceneEvent:
     event_time: datetime  # timezone-aware UTC
     payload: dict[str, Any]
 
-    @property
+    @cached_property
     def event_ms(self) -> int:
         return int(self.event_time.timestamp() * 1000)
 
@@ -57,13 +58,21 @@ class TimeWindow:
     max_skew_s: float = 300.0
     max_age_s: float = 7 * 86400.0
 
+    @cached_property
+    def _skew(self) -> timedelta:
+        return timedelta(seconds=self.max_skew_s)
+
+    @cached_property
+    def _age(self) -> timedelta:
+        return timedelta(seconds=self.max_age_s)
+
     def check(self, when: datetime, now: datetime | None = None) -> None:
         """Raise :class:`EventError` naming the bound when ``when`` lies outside the window around ``now``."""
         now = now or datetime.now(UTC)
-        if when > now + timedelta(seconds=self.max_skew_s):
+        if when > now + self._skew:
             raise EventError(f"event_time {when.isoformat()} is {_span(when - now)} ahead of the consumer's clock "
                              f"(max clock skew {_span(timedelta(seconds=self.max_skew_s))})")
-        if when < now - timedelta(seconds=self.max_age_s):
+        if when < now - self._age:
             raise EventError(f"event_time {when.isoformat()} is {_span(now - when)} old (max event age "
                              f"{_span(timedelta(seconds=self.max_age_s))})")
 
@@ -143,11 +152,31 @@ def check_payload(ev: EventSpec, obj: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What :func:`parse_event` needs of a spec, checked once per spec instead of once per message."""
+
+    key: str
+    key_types: tuple[type, ...]
+    events: dict[str, EventSpec]
+
+
+_PLANS: dict[int, tuple[Spec, _Plan]] = {}
+
+
+def _plan(spec: Spec) -> _Plan:
+    hit = _PLANS.get(id(spec))
+    if hit is None or hit[0] is not spec:
+        rt = realtime_of(spec)  # raises for a spec without realtime: nothing is cached then
+        hit = _PLANS[id(spec)] = (spec, _Plan(rt.key, PYTHON_TYPES[key_type(spec)], dict(rt.events)))
+    return hit[1]
+
+
 def parse_event(raw: bytes | str, spec: Spec, window: TimeWindow | None = None,
                 now: datetime | None = None) -> SceneEvent:
     """Decode and validate one message against ``spec.realtime`` (and its event time against ``window`` at
     ``now``, default the clock); raises :class:`EventError` naming the problem."""
-    rt = realtime_of(spec)
+    rt = _plan(spec)
     try:
         obj = json.loads(raw)
     except (ValueError, RecursionError) as err:  # JSONDecodeError, bad UTF-8, an int past Python's digit limit
@@ -160,7 +189,7 @@ def parse_event(raw: bytes | str, spec: Spec, window: TimeWindow | None = None,
     kind = _require(obj, "type", (str,))
     if kind not in rt.events:
         raise EventError(f"unknown type {kind!r}; expected one of {list(rt.events)}")
-    key = _require(obj, rt.key, PYTHON_TYPES[key_type(spec)])
+    key = _require(obj, rt.key, rt.key_types)
     stamp = _require(obj, "event_time", (str,))
     try:
         when = datetime.fromisoformat(stamp)
@@ -226,7 +255,9 @@ def events_markdown(spec: Spec) -> str:
         "`python -m larr.realtime.events`; a test keeps this file equal to `events_markdown(spec)`. -->",
         "",
         f"Topic `scene-events` (configurable), message key = the {rt.entity} id (`{rt.key}`) as text, so all "
-        f"events of a {rt.entity} land in one partition and stay ordered. Value = one JSON object:",
+        f"events of a {rt.entity} land in one partition and stay ordered, and one member of the consumer group "
+        f"at a time writes a {rt.entity}'s row (the consumer relies on that single writer and counts a "
+        f"{rt.entity} met on a second partition in `larr_stream_split_keys`). Value = one JSON object:",
         "",
         "| field | type | events | meaning |",
         "|---|---|---|---|",
@@ -282,8 +313,9 @@ def events_markdown(spec: Spec) -> str:
         "would (the spec's field definition over the payload, its derived columns and the columns it sets), "
         "maps it through the one renderer to its scene-value key, merges it into the "
         f"{rt.entity}'s state with newer-wins per group ({groups}: an event not newer than its group's current "
-        f"event time changes nothing) and pushes the {rt.entity}'s row to Feast's `{rt.view}` view through the "
-        f"push source `region_scene_push`.{fallback}",
+        f"event time changes nothing) and writes each changed {rt.entity}'s row once per polled batch to the "
+        f"online store of Feast's `{rt.view}` view (the rows the push source `region_scene_push` would "
+        f"carry, written with the provider's `online_write_batch`).{fallback}",
         "",
         "A message that cannot be processed goes, unchanged, to `<topic>.dlq` with headers `error` (the "
         "reason), `origin_topic`, `origin_partition`, `origin_offset`, and is committed past: one that fails "
@@ -298,6 +330,7 @@ def events_markdown(spec: Spec) -> str:
         "they are read again from the online store before the next merge. Metrics (`--metrics-port`, "
         "Prometheus text on 127.0.0.1): `larr_stream_consumed`, `larr_stream_rows_written`, "
         "`larr_stream_dead_lettered`, `larr_stream_stale_events`, `larr_stream_outages`, `larr_stream_lag`, "
+        "`larr_stream_split_keys`, "
         "`larr_stream_freshness_seconds` (event time to online write).",
         "",
     ]

@@ -244,6 +244,7 @@ class KeyMapper:
         self.schema = scene_schema(self.spec)
         self.registry = registry(self.spec)
         self._keys: dict[tuple[str, Any], int] = {}
+        self._updates: dict[tuple[Any, ...], dict[str, Any]] = {}  # (type, *payload) -> the values it sets
 
     def value_key(self, field_name: str, value: Any) -> int:
         k = (field_name, value)
@@ -285,13 +286,30 @@ class KeyMapper:
         plan = self.schema.events[ev.type]
         if ev.event_ms <= state.times[plan.group]:
             return False
+        new = self._values_of(ev, plan)
+        state.values.update(new)
+        state.times[plan.group] = ev.event_ms
+        return True
+
+    def _values_of(self, ev: SceneEvent, plan: EventPlan) -> dict[str, Any]:
+        """The values ``ev`` sets: a pure function of its type and payload, so computed once per distinct
+        payload (streams repeat a few thousand of them); a payload that fails is not remembered and fails again."""
+        memo = (ev.type, *ev.payload.values())
+        try:
+            return self._updates[memo]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable payload value
+            memo = None
         row = self.schema.event_row(ev)
         new = {col: None if row[col] is None else _COERCE[self.schema.column_types[col]](row[col])
                for col, _ in plan.columns}
         new.update({key_col: self.key(f, value_of(self.spec.fields[f], row)) for f, key_col in plan.fields})
-        state.values.update(new)
-        state.times[plan.group] = ev.event_ms
-        return True
+        if memo is not None:
+            if len(self._updates) >= 100_000:
+                self._updates.clear()
+            self._updates[memo] = new
+        return new
 
 
 def state_frame(spec: Spec, rows: list[dict[str, Any]]) -> pd.DataFrame:
