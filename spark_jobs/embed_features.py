@@ -20,8 +20,10 @@ On a cluster: ``spark-submit spark_jobs/embed_features.py --raw DIR --out DIR --
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import shutil
 import sys
 import time
@@ -52,29 +54,73 @@ class EmbeddingError(ValueError):
     """Embeddings that must not be materialized (wrong version or dimension, non-finite values)."""
 
 
-def _encoder(path: str, threads: int):
-    """The encoder, loaded once per Python worker process."""
-    if path not in _LOADED:
-        import torch
+def _worker_setup(threads: int) -> None:
+    """Thread settings of a Python worker before its first encode, so that W workers on W cores do not
+    oversubscribe them: ``threads`` torch intra-op threads (0: torch's default, all cores -- one worker), one
+    inter-op thread, and HF tokenizers' own Rayon pool off (by default every worker starts one thread per core)."""
+    import torch
 
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    if threads:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(threads)
+        torch.set_num_threads(threads)
+        with contextlib.suppress(RuntimeError):  # already set, or inter-op work already ran in this process
+            torch.set_num_interop_threads(1)
+
+
+def _encoder(path: str, threads: int):
+    """The encoder, loaded once per Python worker process (Python workers are reused across tasks)."""
+    if path not in _LOADED:
+        _worker_setup(threads)
         from larr.llm.encoder import TextEncoder
 
-        if threads:
-            torch.set_num_threads(threads)
         _LOADED[path] = TextEncoder.load(path)
     return _LOADED[path]
+
+
+def _threads() -> str:
+    import torch
+
+    return f"{torch.get_num_threads()}/{torch.get_num_interop_threads()}"
 
 
 def _embed_fn(path: str, batch_size: int, threads: int):
     def embed(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         enc = _encoder(path, threads)
         for df in batches:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             vectors = enc.encode(df["text"].tolist(), batch_size)
-            rate = len(df) / max(time.perf_counter() - t0, 1e-9)
-            print(f"[embed] worker embedded {len(df)} texts at {rate:,.0f} texts/s", file=sys.stderr, flush=True)
+            wall, cpu = max(time.perf_counter() - t0, 1e-9), max(time.process_time() - c0, 1e-9)
+            print(f"[embed] worker embedded {len(df)} texts at {len(df) / wall:,.0f} texts/s "
+                  f"({len(df) / cpu:,.0f} per CPU-second, torch threads {_threads()})", file=sys.stderr, flush=True)
             yield pd.DataFrame({"text_hash": df["text_hash"].to_numpy(), "embedding": list(vectors)})
     return embed
+
+
+def worker_threads(spark: SparkSession, workers: int) -> int:
+    """Torch threads per Python worker: the cores Spark gives each task (``spark.task.cpus``, default 1) when
+    several workers share the machine; 0 (torch's default) for a single worker."""
+    return int(spark.conf.get("spark.task.cpus", "1") or 1) if workers > 1 else 0
+
+
+def embed_texts(texts: DataFrame, encoder: Path | str, batch_size: int, workers: int | None = None,
+                n: int | None = None) -> DataFrame:
+    """``texts`` (``text_hash``, ``text``) embedded with the encoder artefact at ``encoder``: a lazy
+    DataFrame[text_hash, embedding].  The one Spark embedding path: :func:`run` writes it to the staging folder,
+    ``benchmarks/embedding.py`` times it.
+
+    ``workers`` (default: the session's parallelism) Python workers, one task each (at least 64 texts a task),
+    each loading the model once and running :func:`worker_threads` torch threads with :func:`_worker_setup`.
+    One task per worker on purpose: 8 tasks range-partitioned by length on 2 workers cost more (one run of
+    ``benchmarks/embedding.py``'s Spark side on small: 10.1 worker + 2.9 JVM CPU-seconds against 7.5 + 1.3), and
+    a worker's encode sorts its whole partition by length (one Arrow batch while a partition holds at most
+    ``spark.sql.execution.arrow.maxRecordsPerBatch`` texts)."""
+    spark = texts.sparkSession
+    workers = workers or spark.sparkContext.defaultParallelism
+    n = texts.count() if n is None else n
+    return texts.repartition(max(1, min(workers, n // 64 + 1))).mapInPandas(
+        _embed_fn(str(Path(encoder).resolve()), batch_size, worker_threads(spark, workers)), EMB_SCHEMA)
 
 
 def _hash_col(col: str) -> F.Column:
@@ -168,9 +214,7 @@ def run(spark: SparkSession, cfg: LarrConfig, raw: Path, out: Path, ds: str | No
     else:
         staging = cache_root / f"_staging_{version}"
         shutil.rmtree(staging, ignore_errors=True)
-        workers = spark.sparkContext.defaultParallelism
-        new = todo.repartition(max(1, min(workers, n_todo // 64 + 1))).mapInPandas(
-            _embed_fn(str(encoder.resolve()), cfg.llm.encode_batch_size, 1 if workers > 1 else 0), EMB_SCHEMA)
+        new = embed_texts(todo, encoder, cfg.llm.encode_batch_size, n=n_todo)
         new.write.mode("overwrite").parquet(str(staging))
         staged = spark.read.parquet(str(staging))
         bad = staged.where(F.size("embedding") != dim).limit(3).collect()

@@ -5,6 +5,7 @@ built in seconds: the job's contract does not depend on what the encoder learned
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -72,3 +73,37 @@ def test_main_embeds_the_tiny_world(spark, tiny_world: Path, tiny_jobs: Path, tm
     # the encoder version pin is honoured through the script's arguments
     assert embed_features.main([*argv, "--encoder-version", "deadbeef"]) == 1
     assert "unknown encoder version 'deadbeef'" in capsys.readouterr().err
+
+
+def test_worker_settings_reach_the_worker(tmp_path: Path) -> None:
+    """A Python worker's first encode sets its threads (torch intra-op as given, one inter-op, no tokenizer
+    Rayon pool), so W workers on W cores do not oversubscribe them; a fresh process stands in for the worker."""
+    encoder = _untrained_encoder(tmp_path / "encoder")
+    code = ("import json, os, sys, pandas as pd, torch\n"
+            "from spark_jobs.embed_features import _embed_fn\n"
+            "df = pd.DataFrame({'text_hash': [1, 2, 3], 'text': ['heavy rain', 'noodle soup', 'a quiet user']})\n"
+            "out = pd.concat(list(_embed_fn(sys.argv[1], 2, 1)(iter([df]))))\n"
+            "print(json.dumps({'rows': len(out), 'threads': torch.get_num_threads(),\n"
+            "                  'interop': torch.get_num_interop_threads(),\n"
+            "                  'tokenizers': os.environ.get('TOKENIZERS_PARALLELISM'),\n"
+            "                  'omp': os.environ.get('OMP_NUM_THREADS')}))\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "TOKENIZERS_PARALLELISM")}
+    r = subprocess.run([sys.executable, "-c", code, str(encoder)], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got == {"rows": 3, "threads": 1, "interop": 1, "tokenizers": "false", "omp": "1"}
+    assert "torch threads 1/1" in r.stderr  # the worker's log line says what it ran with
+
+
+def test_embed_texts_matches_in_process_encoding(spark, tmp_path: Path) -> None:
+    """The job's Spark path (:func:`embed_texts`, the benchmark's too) gives every text the vector of in-process
+    ``TextEncoder.encode``, with one torch thread per worker when several share the machine."""
+    encoder = _untrained_encoder(tmp_path / "encoder")
+    texts = [f"<POI_cuisine>{'noodle soup ' * (i % 7)}{i}</POI_cuisine>" for i in range(300)]
+    df = spark.createDataFrame(pd.DataFrame({"text_hash": np.arange(300, dtype="int64"), "text": texts}))
+    assert embed_features.worker_threads(spark, 2) == 1 and embed_features.worker_threads(spark, 1) == 0
+    got = embed_features.embed_texts(df, encoder, 16, workers=2).toPandas().sort_values("text_hash")
+    assert got["text_hash"].tolist() == list(range(300))
+    want = TextEncoder.load(encoder, device="cpu").encode(texts, 16)
+    np.testing.assert_allclose(np.stack(got["embedding"].to_numpy()), want, atol=1e-5)
