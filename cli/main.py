@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from larr.config import ConfigError, LarrConfig, config_to_dict
+from larr.ctr.kinds import KIND_HELP, KINDS
 from larr.entry import (
     UserError,
     add_config_args,
@@ -633,7 +634,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--llm", default="runs/small/llm", help="LLM run folder (encoders, base and CPT models)")
     p.add_argument("--out", required=True, help="report folder")
     p.add_argument("--seeds", type=int, default=3, help="seeds per model (profile seed, +1, ...)")
-    p.add_argument("--models", nargs="+", help="only these rows (wdl deepfm p5 ple nocpt noft noal larr)")
+    p.add_argument("--models", nargs="+", help="only these rows (wdl deepfm dcnv2 p5 ple nocpt noft noal larr, and "
+                                               "the module on the other backbones: wdl+noal wdl+larr deepfm+noal "
+                                               "deepfm+larr dcnv2+noal dcnv2+larr)")
     p.add_argument("--no-sweeps", action="store_true", help="skip the temperature and negative-sampling sweeps")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_experiment)
@@ -645,7 +648,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "This is the candidate the training DAG offers to the model registry.")
     p.add_argument("action", choices=["train"])
     _add_config_args(p)
-    p.add_argument("--kind", default="larr", choices=["ple", "larr", "noal", "wdl", "deepfm"])
+    p.add_argument("--kind", default="larr", choices=KINDS, metavar="KIND",
+                   help=f"{KIND_HELP} (default larr)")
     p.add_argument("--data", required=True, type=existing_dir,
                    help="raw data folder (holds jobs/ and features/ by default)")
     p.add_argument("--jobs", help="Spark job outputs (default DATA/jobs)")

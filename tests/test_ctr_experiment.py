@@ -25,6 +25,10 @@ OVERRIDES = ["ctr.epochs=2", "ctr.batch_size=256", "ctr.shuffle_buffer=5000", "c
              "ctr.p5.max_length=160", "ctr.sweep_temperatures=[0.1,1.0]", "ctr.sweep_negatives=[0,4]"]
 
 
+# every row of the paper's table, and the LARR module on one other backbone (all three: the default; CI's time)
+ROWS = [v.name for v in MAIN] + ["dcnv2+noal", "dcnv2+larr"]
+
+
 @pytest.fixture(scope="module")
 def experiment(spark, tiny_world: Path, tiny_jobs: Path, tiny_llm: dict, tmp_path_factory: pytest.TempPathFactory
                ) -> dict:
@@ -39,7 +43,7 @@ def experiment(spark, tiny_world: Path, tiny_jobs: Path, tiny_llm: dict, tmp_pat
     cfg = load_config("tiny", overrides=OVERRIDES)
     contrastive.run(cfg, data / "jobs", llm, "base")  # encoder_nocpt for the noCPT row
     out = root / "report"
-    report = run_paper(cfg, data, llm, out, seeds=2, progress=False, spark=spark)
+    report = run_paper(cfg, data, llm, out, seeds=2, models=ROWS, progress=False, spark=spark)
     return {"cfg": cfg, "data": data, "llm": llm, "out": out, "report": report}
 
 
@@ -50,7 +54,7 @@ def test_experiment_writes_a_complete_report(experiment: dict) -> None:
         assert (out / f).stat().st_size > 0, f
     on_disk = json.loads((out / "report.json").read_text())
     # every row, plus LARR at the validation-selected temperature when that is not the paper's 0.1
-    assert {v.name for v in MAIN} <= set(on_disk["main"]) <= {v.name for v in MAIN} | {"larr_t1"}
+    assert set(ROWS) <= set(on_disk["main"]) <= set(ROWS) | {"larr_t1"}
     assert on_disk["seeds"] == [7, 8]
     for name in on_disk["main"]:
         m = on_disk["models"][name]
@@ -74,6 +78,14 @@ def test_experiment_writes_a_complete_report(experiment: dict) -> None:
                   "DeepFM", "P5-style", "oracle", "Fig. 4a", "Fig. 4b", "![training_curves.png]"):
         assert label in md, label
     assert report["targets"] == on_disk["targets"]
+    # the module on each backbone: PLE (the paper's rows) and DCN-V2, each against its own plain backbone
+    assert set(on_disk["module_gains"]) == {"ple", "dcnv2", "wdl", "deepfm"}
+    assert set(on_disk["module_gains"]["dcnv2"]) == {"noal", "larr"} and on_disk["module_gains"]["wdl"] == {}
+    g = on_disk["module_gains"]["dcnv2"]["larr"]["all"]
+    mean = {n: on_disk["models"][n]["slices"]["all"]["ctr_auc"]["mean"] for n in ("dcnv2", "dcnv2+larr")}
+    assert g["gain"] == pytest.approx(mean["dcnv2+larr"] - mean["dcnv2"])
+    section = md.split("## The LARR module on each backbone")[1].split("##")[0]
+    assert "| ple |" in section and "| dcnv2 |" in section and "| wdl |" not in section
     # the noFT table holds the CPT model's raw hidden states (tiny: 64-d), Complete the 128-d projection
     noft = pd.read_parquet(experiment["data"] / "features_noft" / "scene_value_embeddings.parquet")
     full = pd.read_parquet(experiment["data"] / "features" / "scene_value_embeddings.parquet")
@@ -84,11 +96,11 @@ def test_experiment_writes_a_complete_report(experiment: dict) -> None:
 def test_experiment_resumes_without_retraining(experiment: dict) -> None:
     runs = sorted((experiment["out"] / "runs").glob("*.json"))
     tuned = "larr_t1" in experiment["report"]["main"]
-    # 8 models x 2 seeds + one temperature and one negatives point (+ the selected temperature's second seed)
-    assert len(runs) == 2 * len(MAIN) + 2 + tuned
+    # the rows x 2 seeds + one temperature and one negatives point (+ the selected temperature's second seed)
+    assert len(runs) == 2 * len(ROWS) + 2 + tuned
     before = {p: p.stat().st_mtime_ns for p in runs}
     again = run_paper(experiment["cfg"], experiment["data"], experiment["llm"], experiment["out"], seeds=2,
-                      progress=False)
+                      models=ROWS, progress=False)
     assert {p: p.stat().st_mtime_ns for p in runs} == before
     assert again["models"]["larr"]["slices"] == experiment["report"]["models"]["larr"]["slices"]
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from larr.config import CtrConfig
-from larr.ctr.models import CtrModel, SceneEncoder, alignment_loss, ctr_ctcvr_loss
+from larr.ctr.kinds import KINDS, canonical_kind, parse_kind, uses_scene
+from larr.ctr.models import CrossV2, CtrModel, SceneEncoder, alignment_loss, ctr_ctcvr_loss
 from larr.llm.contrastive import info_nce
 
 SIZES = [50, 40, 6, 8]
@@ -42,15 +44,15 @@ def test_scene_encoder_shapes_and_masking() -> None:
     assert not torch.allclose(enc(v2, torch.zeros_like(missing)), out)
 
 
-@pytest.mark.parametrize("kind, pooling", [("ple", "agg"), ("larr", "agg"), ("larr", "mean"), ("noal", "agg"),
-                                           ("noal", "mean"), ("wdl", "agg"), ("deepfm", "agg")])
+@pytest.mark.parametrize("kind, pooling", [*((k, "agg") for k in KINDS), ("larr", "mean"), ("noal", "mean"),
+                                           ("dcnv2+larr", "mean")])
 def test_every_kind_runs_and_ctcvr_never_exceeds_ctr(kind: str, pooling: str) -> None:
     torch.manual_seed(0)
     model = CtrModel(kind, SIZES, 5, CtrConfig(emb_dim=8, scene_pooling=pooling), scene_matrix=_matrix())
     b = _batch()
     out = model(b)
     assert out["p_ctr"].shape == (B,) and (out["p_ctcvr"] <= out["p_ctr"] + 1e-7).all()
-    assert ("align" in out) == (kind == "larr")  # training mode: alignment only for LARR
+    assert ("align" in out) == (parse_kind(kind)[1] == "larr")  # training mode: alignment only with the module
     assert "align" not in model.eval()(b)  # never computed at serving time
     model.train()
     model.loss(b, out).backward()
@@ -61,7 +63,7 @@ def test_every_kind_runs_and_ctcvr_never_exceeds_ctr(kind: str, pooling: str) ->
     trainable = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
     assert [n for n, g in trainable.items() if g is None or not bool(g.abs().sum() > 0)] == []
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
-    scene_kind = kind in ("larr", "noal")
+    scene_kind = uses_scene(kind)
     assert frozen == ({"scene.weight"} if scene_kind else set())
     encoder = [n for n in trainable if n.startswith("scene_encoder.")]
     assert bool(encoder) == scene_kind
@@ -178,3 +180,57 @@ def test_deepfm_starts_unsaturated() -> None:
     b = {"cat": torch.randint(1, 500, (256, 11)), "num": torch.randn(256, 5)}
     p = model(b)["p_ctr"]
     assert p.min() > 0.05 and p.max() < 0.95  # an FM term of std ~30 would pin these at 0 or 1
+
+
+def test_kind_names() -> None:
+    assert parse_kind("larr") == ("ple", "larr") and parse_kind("deepfm+noal") == ("deepfm", "noal")
+    assert parse_kind("dcnv2") == ("dcnv2", None)
+    assert canonical_kind("ple+larr") == "larr" and canonical_kind("wdl+larr") == "wdl+larr"
+    assert {k for k in KINDS if uses_scene(k)} == {"larr", "noal", "wdl+larr", "wdl+noal", "deepfm+larr",
+                                                   "deepfm+noal", "dcnv2+larr", "dcnv2+noal"}
+    for bad in ("gbdt", "ple+bert", "larr+larr", "deepfm+"):
+        with pytest.raises(ValueError, match="BACKBONE"):
+            parse_kind(bad)
+
+
+def test_dcnv2_cross_layer_is_the_papers_formula() -> None:
+    """x_{l+1} = x_0 * (W x_l + b) + x_l (DCN-V2, eq. 1), checked in numpy against the layer's own weights."""
+    torch.manual_seed(0)
+    layer = CrossV2(6)
+    x0, xl = torch.randn(4, 6), torch.randn(4, 6)
+    w, bias = layer.linear.weight.detach().numpy(), layer.linear.bias.detach().numpy()
+    want = x0.numpy() * (xl.numpy() @ w.T + bias) + xl.numpy()
+    np.testing.assert_allclose(layer(x0, xl).detach().numpy(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_the_module_is_the_same_on_every_backbone() -> None:
+    """With the same seed, the scene encoder of ``deepfm+larr`` and of ``larr`` (PLE) start from the same
+    weights and e_s enters every backbone; DeepFM's FM term also crosses e_s's two halves with the id fields."""
+    shapes = {}
+    for kind in ("larr", "deepfm+larr", "dcnv2+larr", "wdl+larr"):
+        torch.manual_seed(0)
+        model = CtrModel(kind, SIZES, 5, CtrConfig(emb_dim=8), scene_matrix=_matrix())
+        shapes[kind] = {n: tuple(p.shape) for n, p in model.named_parameters() if n.startswith("scene_encoder.")}
+    assert len({tuple(sorted(v.items())) for v in shapes.values()}) == 1
+    torch.manual_seed(0)
+    model = CtrModel("deepfm+larr", SIZES, 5, CtrConfig(emb_dim=8), scene_matrix=_matrix()).eval()
+    b = _batch()
+    with torch.no_grad():
+        base = model(b)["ctr_logit"]
+        model.body.deep[0][-1].weight.zero_()  # deep part blind to its input; wide part too
+        model.body.wide[0].weight.zero_()
+        fm_only = model(b)["ctr_logit"]
+        b2 = dict(b, scene_rows=torch.flip(b["scene_rows"], dims=[0]))  # other scene vectors, same ids
+        assert not torch.allclose(model(b2)["ctr_logit"], fm_only), "e_s must reach the FM term"
+    assert not torch.allclose(base, fm_only)
+
+
+def test_wide_and_deep_models_saved_before_backbones_were_modules_still_load() -> None:
+    torch.manual_seed(0)
+    model = CtrModel("deepfm", SIZES, 5, CtrConfig(emb_dim=8))
+    old = {k.removeprefix("body."): v for k, v in model.state_dict().items()}  # deep.*, wide.*: the old layout
+    assert any(k.startswith("deep.") for k in old)
+    fresh = CtrModel("deepfm", SIZES, 5, CtrConfig(emb_dim=8))
+    fresh.load_state_dict(old)
+    b = _batch()
+    torch.testing.assert_close(fresh.eval()(b)["p_ctr"], model.eval()(b)["p_ctr"])

@@ -14,8 +14,9 @@ import logging
 from pathlib import Path
 
 from larr import registry as reg
-from larr.ctr.artifact import SCENE_KINDS, ArtifactError, load_model, predict
+from larr.ctr.artifact import ArtifactError, load_model, predict
 from larr.ctr.data import CtrStream
+from larr.ctr.kinds import uses_scene
 from larr.metrics import auc
 from training.ctr import CtrData
 
@@ -42,7 +43,7 @@ def offer(registry: Path, candidate: Path, d: CtrData, encoder: Path | None = No
     copied into the published version so the scoring service loads one self-contained folder."""
     reg.check_candidate(candidate)
     version = reg.version_of(candidate)
-    if json.loads((candidate / "model.json").read_text())["kind"] not in SCENE_KINDS:
+    if not uses_scene(json.loads((candidate / "model.json").read_text())["kind"]):
         features = None  # a model without scene vectors carries no scene-value table
     scene_path = features / "scene_value_embeddings.parquet" if features else None
     challenger = valid_score(candidate, d, scene_path)

@@ -35,6 +35,7 @@ from larr.ctr.artifact import build_model, predict
 from larr.ctr.columns import CtrColumns, ctr_columns
 from larr.ctr.data import CtrStream, Preprocessor, SceneTable, id_dropout, split_files
 from larr.ctr.gauc import gauc
+from larr.ctr.kinds import KIND_HELP, KINDS, uses_scene
 from larr.ctr.models import ctr_ctcvr_loss
 from larr.ctr.p5 import P5Classifier, SceneTexts
 from larr.entry import UserError, add_config_args, config_from_args, entry_point, require_dir
@@ -242,7 +243,7 @@ def run_ctr(cfg: CtrConfig, kind: str, d: CtrData, seed: int, features: Path | N
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     local_batch(cfg.batch_size, dd.world, "ctr.batch_size")
-    scene = (d.scene(features or d.features_root / "features", cfg.min_scene_coverage) if kind in ("larr", "noal")
+    scene = (d.scene(features or d.features_root / "features", cfg.min_scene_coverage) if uses_scene(kind)
              else None)
     model = build_model(kind, cfg, d.prep, scene, d.cols, d.spec.has_conversion).to(dd.device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -457,7 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
                                              "(the whole comparison: `larr experiment paper`). Runs as one "
                                              "process or under torchrun (`torchrun --nproc_per_node N -m "
                                              "training.ctr ...`), the global batch being ctr.batch_size.")
-    ap.add_argument("--kind", default="larr", choices=["ple", "larr", "noal", "wdl", "deepfm", "p5"])
+    ap.add_argument("--kind", default="larr", choices=[*KINDS, "p5"], metavar="KIND",
+                    help=f"{KIND_HELP}; or p5 (default larr)")
     add_config_args(ap, "config override, e.g. --set ctr.epochs=1 (repeatable)")
     ap.add_argument("--data", default="data/small", help="world folder (jobs/ and features/ inside)")
     ap.add_argument("--jobs", help="Spark job outputs (default DATA/jobs)")

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from larr.config import LarrConfig, config_to_dict
+from larr.ctr.kinds import BACKBONE_NAMES, MODULES, canonical_kind
 from training.ctr import METRICS
 
 SLICE_LABELS = {"all": "test day", "new_pois": "new POIs", "travellers": "travellers", "rest": "rest"}
@@ -235,10 +236,16 @@ def write(out: Path, results: list[dict[str, Any]], cfg: LarrConfig, main: list[
     gains = {n: {s: {m: gain(models[n]["slices"][s][m], models["ple"]["slices"][s][m])
                      for m in ("ctr_auc", "ctcvr_auc")} for s in next(iter(models.values()))["rows"]}
              for n in main if n in models and "ple" in models and n != "ple"}
+    module_gains = {}
+    for b in BACKBONE_NAMES:  # the LARR module on each backbone: +noAL and +LARR against the plain backbone
+        plain, rows = b, {m: canonical_kind(f"{b}+{m}") for m in MODULES}
+        if plain in models:
+            module_gains[b] = {m: {s: gain(models[n]["slices"][s]["ctr_auc"], models[plain]["slices"][s]["ctr_auc"])
+                                   for s in models[plain]["rows"]} for m, n in rows.items() if n in models}
     report = {"command": command or f"larr experiment paper --profile {cfg.profile} --seeds "
                                     f"{max((len(m['seeds']) for m in models.values()), default=0)} --out {out}",
               "seeds": sorted({r["seed"] for r in results}), "seconds": seconds, "main": [n for n in main if n in models],
-              "models": models, "gains_vs_ple": gains, "targets": _targets(models, main), "sweeps": sweeps,
+              "models": models, "gains_vs_ple": gains, "module_gains": module_gains, "targets": _targets(models, main), "sweeps": sweeps,
               "budgets": budgets(cfg, train_impressions),
               "run_keys": {r["name"] + f"_seed{r['seed']}": r.get("run_key") for r in results},
               "config": config_to_dict(cfg)}
@@ -292,7 +299,7 @@ def markdown(report: dict[str, Any]) -> str:
         ids, larr = b["id_models"], b["larr"]
         n_imp = f"{ids['train_impressions']:,}" if ids.get("train_impressions") else "all"
         lines += ["", "## What each model gets", "",
-                  f"- Wide&Deep, DeepFM, PLE: {ids['inputs']}; {n_imp} training impressions, {ids['epochs']} epochs.",
+                  f"- Wide&Deep, DeepFM, DCN-V2, PLE (plain or with the LARR module): {ids['inputs']}; {n_imp} training impressions, {ids['epochs']} epochs.",
                   f"- LARR rows (noCPT, noFT, noAL, Complete): {larr['inputs']}; the same impressions and epochs. "
                   "noCPT and noFT are trained at the paper's alignment temperature only; a row at a "
                   "validation-selected temperature is compared with PLE and noAL (no alignment), not with them."]
@@ -317,6 +324,19 @@ def markdown(report: dict[str, Any]) -> str:
         for n, g in report["gains_vs_ple"].items():
             cells = [_gain_cell(g[s]["ctr_auc"]) for s in SLICES] + ([_gain_cell(g["all"]["ctcvr_auc"])] if has_ctcvr else [])
             lines.append(f"| {labels[n]} | " + " | ".join(cells) + " |")
+    by_backbone = {b: g for b, g in (report.get("module_gains") or {}).items() if g}
+    if by_backbone:
+        new_slice = next((s for s in SLICES if s.startswith("new")), None)
+        cols = [("all", "test day")] + ([(new_slice, _label(new_slice))] if new_slice else [])
+        lines += ["", "## The LARR module on each backbone (CTR AUC; gain over the plain backbone, z)", "",
+                  "| backbone | plain | + noAL | + LARR | " + " | ".join(f"LARR gain, {t}" for _, t in cols) + " |",
+                  "|---|---|---|---|" + "---|" * len(cols)]
+        for b, g in by_backbone.items():
+            names = {m: canonical_kind(f"{b}+{m}") for m in MODULES}
+            cell = {m: _fmt(models[n]["slices"]["all"]["ctr_auc"]) if n in models else "--" for m, n in names.items()}
+            gains_cells = [_gain_cell(g["larr"][s]) if "larr" in g else "--" for s, _ in cols]
+            lines.append(f"| {b} | {_fmt(models[b]['slices']['all']['ctr_auc'])} | {cell['noal']} | {cell['larr']} | "
+                         + " | ".join(gains_cells) + " |")
     if report["targets"]:
         lines += ["", "## Targets", ""]
         for name, t in report["targets"].items():

@@ -55,6 +55,7 @@ class Variant:
 MAIN = (
     Variant("wdl", "wdl", "Wide&Deep (no LLM)"),
     Variant("deepfm", "deepfm", "DeepFM (no LLM)"),
+    Variant("dcnv2", "dcnv2", "DCN-V2 (no LLM)"),
     Variant("p5", "p5", "P5-style (LLM in the loop)"),
     Variant("ple", "ple", "LARR-PLE (no LLM)"),
     Variant("nocpt", "larr", "LARR-noCPT", "features_nocpt"),
@@ -62,6 +63,10 @@ MAIN = (
     Variant("noal", "noal", "LARR-noAL", "features"),
     Variant("larr", "larr", "LARR Complete", "features"),
 )
+BACKBONE_LABELS = {"ple": "PLE", "wdl": "Wide&Deep", "deepfm": "DeepFM", "dcnv2": "DCN-V2"}
+# the LARR module on the other backbones (issue 17): the same scene encoder and alignment, plugged into each
+MODULE_ROWS = tuple(Variant(f"{b}+{m}", f"{b}+{m}", f"{BACKBONE_LABELS[b]} + LARR" + ("-noAL" if m == "noal" else ""),
+                            "features") for b in ("wdl", "deepfm", "dcnv2") for m in ("noal", "larr"))
 TABLE_ENCODERS = {"features": "encoder", "features_nocpt": "encoder_nocpt", "features_noft": "encoder_noft"}
 
 
@@ -246,8 +251,9 @@ def run_paper(cfg: LarrConfig, data: Path, llm: Path, out: Path, seeds: int = 3,
     ``data`` is the raw folder; the Spark job outputs are read from ``jobs`` (default DATA/jobs) and the
     scene-vector tables (``features``, ``features_nocpt``, ``features_noft``) live under ``features_root``
     (default DATA).  The simulator's oracle is used when DATA/_oracle exists, and omitted otherwise."""
-    known = {v.name for v in MAIN}
-    chosen = [v for v in MAIN if models is None or v.name in models]
+    catalogue = MAIN + MODULE_ROWS
+    known = {v.name for v in catalogue}
+    chosen = [v for v in catalogue if models is None or v.name in models]
     unknown = sorted(set(models or []) - known)
     if unknown:
         raise ValueError(f"--models: unknown model(s) {unknown}; choose from {', '.join(sorted(known))}")

@@ -22,10 +22,9 @@ import torch
 from larr.config import CtrConfig
 from larr.ctr.columns import CtrColumns, ctr_columns
 from larr.ctr.data import Preprocessor, SceneTable
+from larr.ctr.kinds import uses_scene
 from larr.ctr.models import CtrModel
 from larr.spec import Spec, load_spec
-
-SCENE_KINDS = ("larr", "noal")  # model kinds that read the scene-value table
 
 
 class ArtifactError(ValueError):
@@ -100,7 +99,7 @@ def load_model(folder: Path, spec: Spec | None = None, scene_table: Path | None 
                             f"a model is only scored on data of its own spec")
     prep = Preprocessor.load(folder / "preprocessor.json")
     scene = None
-    if meta["kind"] in SCENE_KINDS:
+    if uses_scene(meta["kind"]):
         path = scene_table or scene_table_path(folder, meta)
         if not path.exists():
             raise ArtifactError(f"{folder}: its scene-value table {path} is missing")

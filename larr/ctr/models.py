@@ -1,4 +1,11 @@
-"""CTR models (paper 3.3 and the baselines): PLE, the LARR scene encoder with alignment, Wide&Deep, DeepFM.
+"""CTR models (paper 3.3 and the baselines): a backbone (PLE, Wide&Deep, DeepFM, DCN-V2), optionally with the
+LARR scene module (scene encoder + alignment, or the scene vector alone: noAL) plugged in.
+
+A model kind is ``BACKBONE`` or ``BACKBONE+MODULE`` (``deepfm+larr``, ``dcnv2+noal``); ``larr`` and ``noal``
+name the paper's PLE versions (``ple+larr``, ``ple+noal``).  The module works on any backbone the same way:
+its vector e_s (in the space of concat(user id embedding, item id embedding), which the alignment loss pulls
+it towards) joins the backbone's dense input, and, for backbones with field interactions (DeepFM), its two
+halves join the fields as two more emb_dim-wide fields.
 
 CTCVR is predicted as pCTR x pCVR (ESMM style), not directly as in the paper: the CTR head is trained on
 clicks and the product on orders over all impressions, so P(order) <= P(click) holds by construction and the
@@ -9,13 +16,14 @@ Every knob comes from :class:`larr.config.CtrConfig`.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
 from larr.config import CtrConfig
+from larr.ctr.kinds import BACKBONE_NAMES, canonical_kind, parse_kind
 from larr.llm.contrastive import info_nce
-
-KINDS = ("ple", "larr", "noal", "wdl", "deepfm")
 
 
 def mlp(sizes: list[int], dropout: float = 0.0) -> nn.Sequential:
@@ -88,6 +96,92 @@ class PLE(nn.Module):
         for level in self.levels:
             h = level(h)
         return self.towers[0](h[0]).squeeze(-1), self.towers[1](h[1]).squeeze(-1)
+
+
+class Backbone(nn.Module):
+    """What turns the dense input x [B, in_dim] (and the field embeddings [B, F, emb_dim], for backbones that
+    cross them) into the CTR and CVR logits.  ``small_init``: the backbone wants N(0, 0.01) id embeddings."""
+
+    small_init = False
+
+    def forward(self, x: torch.Tensor, fields: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+
+class PLEBackbone(PLE, Backbone):
+    """PLE (Tang et al. 2020), the paper's backbone."""
+
+    def __init__(self, in_dim: int, cfg: CtrConfig):
+        super().__init__(in_dim, cfg.expert_dim, cfg.ple_levels, cfg.shared_experts, cfg.specific_experts,
+                         cfg.tower_dim, cfg.dropout)
+
+    def forward(self, x: torch.Tensor, fields: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return super().forward(x)
+
+
+class WideDeep(Backbone):
+    """Wide&Deep (Cheng et al. 2016): a linear part and an MLP per task over the same input."""
+
+    def __init__(self, in_dim: int, cfg: CtrConfig):
+        super().__init__()
+        self.deep = nn.ModuleList(mlp([in_dim, *cfg.deep_dims, 1], cfg.dropout) for _ in range(2))
+        self.wide = nn.ModuleList(nn.Linear(in_dim, 1) for _ in range(2))
+
+    def forward(self, x: torch.Tensor, fields: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return ((self.deep[0](x) + self.wide[0](x)).squeeze(-1), (self.deep[1](x) + self.wide[1](x)).squeeze(-1))
+
+
+class DeepFM(WideDeep):
+    """DeepFM (Guo et al. 2017): Wide&Deep plus the second-order factorisation-machine term over the field
+    embeddings, 1/2 sum_k ((sum_f v_fk)^2 - sum_f v_fk^2), on the CTR logit.
+
+    The FM term sums F(F-1)/2 pairwise products: at PyTorch's N(0, 1) embedding init its std is ~30 for 11
+    fields x 16 dims, the sigmoid saturates and DeepFM never trains; small init, as in DeepFM's reference
+    implementations (``small_init``)."""
+
+    small_init = True
+
+    def forward(self, x: torch.Tensor, fields: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ctr, cvr = super().forward(x, fields)
+        fm = 0.5 * ((fields.sum(1) ** 2) - (fields ** 2).sum(1)).sum(1)
+        return ctr + fm, cvr
+
+
+class CrossV2(nn.Module):
+    """One cross layer of DCN-V2 (Wang et al. 2021, eq. 1): x_{l+1} = x_0 * (W_l x_l + b_l) + x_l, W_l full
+    rank [d, d] (the paper's "DCN-M" low-rank variant is not used: d is small here)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.linear = nn.Linear(dim, dim)
+
+    def forward(self, x0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return x0 * self.linear(x) + x
+
+
+class DCNv2(Backbone):
+    """DCN-V2 (Wang et al. 2021), parallel structure: ``cross_layers`` cross layers and an MLP over the same
+    input, their outputs concatenated into one linear head per task (the reference implementation's
+    "parallel" combination; TF Recommenders' ``tfrs.layers.dcn.Cross`` computes the same layer)."""
+
+    def __init__(self, in_dim: int, cfg: CtrConfig):
+        super().__init__()
+        self.cross = nn.ModuleList(CrossV2(in_dim) for _ in range(cfg.cross_layers))
+        self.deep = mlp([in_dim, *cfg.deep_dims], cfg.dropout) if cfg.deep_dims else nn.Identity()
+        deep_out = cfg.deep_dims[-1] if cfg.deep_dims else in_dim
+        self.deep_act = nn.ReLU()
+        self.heads = nn.ModuleList(nn.Linear(in_dim + deep_out, 1) for _ in range(2))
+
+    def forward(self, x: torch.Tensor, fields: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = x
+        for layer in self.cross:
+            h = layer(x, h)
+        both = torch.cat([h, self.deep_act(self.deep(x))], dim=1)
+        return self.heads[0](both).squeeze(-1), self.heads[1](both).squeeze(-1)
+
+
+BACKBONES: dict[str, type[Backbone]] = {"ple": PLEBackbone, "wdl": WideDeep, "deepfm": DeepFM, "dcnv2": DCNv2}
+assert tuple(BACKBONES) == BACKBONE_NAMES
 
 
 class SceneEncoder(nn.Module):
@@ -174,69 +268,50 @@ def alignment_loss(e_s: torch.Tensor, t: torch.Tensor, temperature: float, negat
 
 
 class CtrModel(nn.Module):
-    """``kind``: ple (no LLM), larr (scene encoder + alignment), noal (scene vector, no alignment loss),
-    wdl (Wide&Deep), deepfm.  The noCPT / noFT ablations are ``larr`` fed a different scene-vector table."""
+    """A backbone over the id/categorical embeddings and numeric features, with the LARR scene module when the
+    kind names one (``parse_kind``).  The noCPT / noFT ablations are ``larr`` fed a different scene table."""
 
     def __init__(self, kind: str, sizes: list[int], n_numeric: int, cfg: CtrConfig | None = None,
                  scene_matrix: torch.Tensor | None = None, user_col: int = 0, poi_col: int = 1,
                  conversion: bool = True):
         super().__init__()
         cfg = cfg or CtrConfig()
-        if kind not in KINDS:
-            raise ValueError(f"unknown CTR model kind {kind!r}; kinds: {', '.join(KINDS)}")
-        if kind in ("larr", "noal") and scene_matrix is None:
+        backbone, module = parse_kind(kind)
+        if module and scene_matrix is None:
             raise ValueError(f"{kind} needs the scene-value embedding matrix")
-        self.kind, self.user_col, self.poi_col = kind, user_col, poi_col
+        self.kind, self.user_col, self.poi_col = canonical_kind(kind), user_col, poi_col
+        self.align = module == "larr"
         self.conversion = conversion  # False: the spec has no conversion label, CTR is the only task
         self.align_weight, self.temperature = cfg.align_weight, cfg.align_temperature
         self.negatives = cfg.align_negatives
         self.emb = FeatureEmbedding(sizes, cfg.emb_dim, n_numeric)
         in_dim = self.emb.out_dim
-        if scene_matrix is not None and kind in ("larr", "noal"):
+        if module:
             self.scene = nn.Embedding.from_pretrained(scene_matrix, freeze=True, padding_idx=0)
             # e_s lives in the space of t = concat(user id embedding, POI id embedding)
             self.scene_encoder = SceneEncoder(scene_matrix.shape[1], 2 * cfg.emb_dim, cfg.scene_heads, cfg.scene_ffn,
                                               cfg.scene_pooling)
             in_dim += 2 * cfg.emb_dim
-        if kind in ("ple", "larr", "noal"):
-            self.body = PLE(in_dim, cfg.expert_dim, cfg.ple_levels, cfg.shared_experts, cfg.specific_experts,
-                            cfg.tower_dim, cfg.dropout)
-        else:
-            self.deep = nn.ModuleList(mlp([in_dim, *cfg.deep_dims, 1], cfg.dropout) for _ in range(2))
-            self.wide = nn.ModuleList(nn.Linear(in_dim, 1) for _ in range(2))
-        if kind == "deepfm":
-            # The FM term sums F(F-1)/2 pairwise products of the field embeddings: at PyTorch's N(0, 1) init its
-            # std is ~30 for 11 fields x 16 dims, the sigmoid saturates and DeepFM never trains. Small init, as
-            # in DeepFM's reference implementations.
+        self.body = BACKBONES[backbone](in_dim, cfg)
+        if self.body.small_init:
             for t in self.emb.tables:
                 nn.init.normal_(t.weight, std=0.01)
                 t.weight.data[0] = 0.0
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cat, num = batch["cat"], batch["num"]
-        x = self.emb(cat, num)
+        fields = self.emb.fields(cat)
+        x = torch.cat([fields.flatten(1), num], dim=1)
         out: dict[str, torch.Tensor] = {}
         if hasattr(self, "scene_encoder"):
             rows = batch["scene_rows"]
             e_s = self.scene_encoder(self.scene(rows), rows == 0)
             x = torch.cat([x, e_s], dim=1)
-            if self.kind == "larr" and self.training:
-                t = torch.cat([self.emb.tables[self.user_col](cat[:, self.user_col]),
-                               self.emb.tables[self.poi_col](cat[:, self.poi_col])], dim=1)
+            fields = torch.cat([fields, e_s.view(e_s.shape[0], 2, -1)], dim=1)
+            if self.align and self.training:
+                t = torch.cat([fields[:, self.user_col], fields[:, self.poi_col]], dim=1)
                 out["align"] = alignment_loss(e_s, t, self.temperature, self.negatives)
-        if self.kind in ("ple", "larr", "noal"):
-            ctr_logit, cvr_logit = self.body(x)
-        else:
-            ctr_logit = self.deep[0](x).squeeze(-1)
-            cvr_logit = self.deep[1](x).squeeze(-1)
-            if self.kind == "wdl":
-                ctr_logit = ctr_logit + self.wide[0](x).squeeze(-1)
-                cvr_logit = cvr_logit + self.wide[1](x).squeeze(-1)
-            else:  # DeepFM: second-order factorisation-machine term over field embeddings
-                f = self.emb.fields(cat)
-                fm = 0.5 * ((f.sum(1) ** 2) - (f ** 2).sum(1)).sum(1)
-                ctr_logit = ctr_logit + self.wide[0](x).squeeze(-1) + fm
-                cvr_logit = cvr_logit + self.wide[1](x).squeeze(-1)
+        ctr_logit, cvr_logit = self.body(x, fields)
         out["ctr_logit"], out["cvr_logit"] = ctr_logit, cvr_logit
         out["p_ctr"] = torch.sigmoid(ctr_logit)
         out["p_ctcvr"] = out["p_ctr"] * torch.sigmoid(cvr_logit)
@@ -246,6 +321,13 @@ class CtrModel(nn.Module):
         """BCE(CTR) + BCE(CTCVR) (+ align_weight x alignment for LARR)."""
         task = ctr_ctcvr_loss(out, batch, self.conversion)
         return task + (self.align_weight * out["align"] if "align" in out else 0.0)
+
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True, assign: bool = False):  # type: ignore[override]
+        """Also loads Wide&Deep / DeepFM models saved before backbones were modules (``deep.*`` and ``wide.*``,
+        now ``body.deep.*`` and ``body.wide.*``); PLE's keys did not change."""
+        if any(k.startswith(("deep.", "wide.")) for k in state):
+            state = {("body." + k if k.startswith(("deep.", "wide.")) else k): v for k, v in state.items()}
+        return super().load_state_dict(state, strict=strict, assign=assign)
 
 
 def ctr_ctcvr_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], conversion: bool = True
