@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -93,17 +94,16 @@ def bench_training(kind: str, data: Path, device: str, steps: int, batch_size: i
             "peak_mb": _peak_mb(device), "last_loss": float(loss)}
 
 
-def bench_input(kind: str, data: Path, batches: int, batch_size: int) -> dict:
-    """The input pipeline alone: shuffled parquet rows -> preprocessed batches (+ scene rows for LARR)."""
+def bench_input(kind: str, data: Path, batch_size: int) -> dict:
+    """The input pipeline alone over one whole epoch: shuffled parquet rows -> preprocessed batches (+ scene rows
+    for the scene kinds), shuffle-buffer fills included (a buffer's batches are cut from rows prepared at fill)."""
     cfg = load_config("small").ctr
     d = CtrData.load(data)
     scene = d.scene(data / "features") if kind in ("larr", "noal") else None
-    stream = iter(CtrStream(d.train_files, d.prep, scene, batch_size, shuffle=True, seed=0,
-                            shuffle_buffer=cfg.shuffle_buffer))
-    next(stream)  # the first batch fills the shuffle buffer: a one-off per epoch
     t0, seen = time.perf_counter(), 0
-    for _ in range(batches):
-        seen += len(next(stream)["click"])
+    for batch in CtrStream(d.train_files, d.prep, scene, batch_size, shuffle=True, seed=0,
+                           shuffle_buffer=cfg.shuffle_buffer):
+        seen += len(batch["click"])
     return {"what": f"input {kind}", "samples_per_s": seen / (time.perf_counter() - t0)}
 
 
@@ -125,6 +125,8 @@ def compare_training(data: Path, device: str, steps: int, batch: int, rounds: in
         tmp = tempfile.mkdtemp(prefix="larr-bench-before-")
         subprocess.run(["git", "worktree", "add", "--detach", tmp, before], cwd=ROOT, check=True,
                        capture_output=True)
+        # the measurement is this script's (the same loop, noAL included), the models those of ``before``
+        shutil.copy(Path(__file__), Path(tmp) / "benchmarks" / "ctr_training.py")
         roots = {"before": Path(tmp), "after": ROOT}
     runs: dict[tuple[str, str], list[dict]] = {}
     try:
@@ -234,7 +236,6 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=2400)
     ap.add_argument("--rounds", type=int, default=3, help="turns of PLE/noAL/LARR (medians are reported)")
     ap.add_argument("--before", metavar="REV", help="also measure the models at this git revision (worktree)")
-    ap.add_argument("--input-batches", type=int, default=30, help="input pipeline: batches timed")
     ap.add_argument("--candidates", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=100)
     ap.add_argument("--process-epochs", type=int, default=1, help="processes table: epochs of the stage")
@@ -265,8 +266,8 @@ def main() -> None:
         if not a.no_scoring:
             rows += bench_scoring(Path(a.data), Path(a.llm), device, a.candidates, a.repeats)
     if not a.only_processes:
-        inputs = [bench_input(k, Path(a.data), a.input_batches, a.batch) for k in ("ple", "larr")]
-        print("\ninput pipeline (parquet -> batch, one process): " +
+        inputs = [bench_input(k, Path(a.data), a.batch) for k in ("ple", "larr")]
+        print("\ninput pipeline (parquet -> batch, one process, one epoch): " +
               ", ".join(f"{r['what']} {r['samples_per_s']:,.0f} samples/s" for r in inputs))
     if rows:
         print(f"\n{'what':<34} {'device':<6} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6}")
