@@ -100,12 +100,10 @@ class PLE(nn.Module):
 
 class Backbone(nn.Module):
     """What turns the dense input x [B, in_dim] (and the field embeddings [B, F, emb_dim], for backbones that
-    cross them) into the CTR and CVR logits.  ``small_init``: the backbone wants N(0, 0.01) id embeddings."""
+    cross them) into the CTR and CVR logits: each subclass defines ``forward(x, fields) -> (ctr_logit,
+    cvr_logit)``.  ``small_init``: the backbone wants N(0, 0.01) id embeddings."""
 
     small_init = False
-
-    def forward(self, x: torch.Tensor, fields: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
 
 
 class PLEBackbone(PLE, Backbone):
