@@ -41,23 +41,28 @@ from pathlib import Path
 a = json.loads(sys.argv[1])
 def out(**kw):
     print(json.dumps(kw), flush=True)
+# step() until `events` arrived or 60 s pass idle; the rate counts from the first non-empty step on, so
+# joining the group and the first fetch are not in it
+def drain(step, events):
+    got, t0, counted, last = 0, None, 0, time.time()
+    while got < events and time.time() - last < 60:
+        n = step()
+        if n:
+            last = time.time()
+            if t0 is None:
+                t0 = time.perf_counter()
+            else:
+                counted += n
+        got += n
+    return got, counted / (time.perf_counter() - t0)
 """
 
 RAW_CHILD = _COMMON + """
 from kafka import KafkaConsumer
 c = KafkaConsumer(a["topic"], bootstrap_servers=a["bootstrap"], group_id=a["group"], enable_auto_commit=False,
                   auto_offset_reset="earliest", max_poll_records=a["max_records"])
-got, t0, counted, last = 0, None, 0, time.time()
-while got < a["events"] and time.time() - last < 60:
-    n = sum(len(v) for v in c.poll(timeout_ms=1000).values())
-    if n:
-        last = time.time()
-        if t0 is None:
-            t0 = time.perf_counter()
-        else:
-            counted += n
-    got += n
-out(events=got, rate=counted / (time.perf_counter() - t0))
+got, rate = drain(lambda: sum(len(v) for v in c.poll(timeout_ms=1000).values()), a["events"])
+out(events=got, rate=rate)
 c.close()
 """
 
@@ -67,17 +72,7 @@ cons = sc.SceneStateConsumer(sc.ConsumerConfig(bootstrap=a["bootstrap"], topic=a
                                                max_records=a["max_records"], max_idle_seconds=a.get("idle", 3.0)),
                              Path(a["repo"]))
 if a["mode"] == "throughput":
-    got, t0, counted, last = 0, None, 0, time.time()
-    while got < a["events"] and time.time() - last < 60:
-        n = cons.step()
-        if n:
-            last = time.time()
-            if t0 is None:
-                t0 = time.perf_counter()
-            else:
-                counted += n
-        got += n
-    rate = counted / (time.perf_counter() - t0)
+    got, rate = drain(cons.step, a["events"])
     cons.close()
     out(events=got, rate=rate, consumer=sc.__file__)
 elif a["mode"] == "live":  # join the group first, then the parent starts sending
