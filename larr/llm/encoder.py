@@ -1,11 +1,15 @@
 """The text encoder (paper eq. 10): L2-normalised linear projection of the last hidden state at the closing
 special token of the text, and the saved encoder artefact that the embedding job and serving load.
 
+With an encoder backbone (the pretrained path, :mod:`larr.llm.backbone`) the pooling is the mean of the last
+hidden states over the text's tokens instead: a bidirectional model's closing token is not a summary of the
+text, while the mean is what sentence encoders such as all-MiniLM-L6-v2 were trained to produce.
+
 Artefact layout (``Encoder.save``)::
 
     DIR/backbone/        Hugging Face model + tokenizer (save_pretrained)
     DIR/projection.pt    state dict of the linear projection (absent: raw pooled hidden state)
-    DIR/encoder.json     dims, max_length, pooling, version (content hash)
+    DIR/encoder.json     dims, max_length, pooling ("last closing field token" | "mean"), version (content hash)
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from larr.llm.backbone import add_field_tokens, closing_token_ids
+from larr.llm.backbone import add_field_tokens, auto_model_class, closing_token_ids, is_encoder_only
+
+CLOSING, MEAN = "last closing field token", "mean"
 
 
 def pool_positions(input_ids: torch.Tensor, attention_mask: torch.Tensor, closing_ids: Sequence[int]) -> torch.Tensor:
@@ -34,11 +40,15 @@ def pool_positions(input_ids: torch.Tensor, attention_mask: torch.Tensor, closin
 
 
 class TextEncoder(nn.Module):
-    """Backbone + optional projection; ``forward`` returns L2-normalised embeddings."""
+    """Backbone + optional projection; ``forward`` returns L2-normalised embeddings.  ``pooling`` defaults to
+    the backbone family's: the closing field token for a causal LM, the token mean for an encoder."""
 
     def __init__(self, backbone: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, proj_dim: int | None,
-                 max_length: int = 256, field_tokens: list[str] | None = None):
+                 max_length: int = 256, field_tokens: list[str] | None = None, pooling: str | None = None):
         super().__init__()
+        self.pooling = pooling or (MEAN if is_encoder_only(backbone.config) else CLOSING)
+        if self.pooling not in (CLOSING, MEAN):
+            raise ValueError(f"pooling {self.pooling!r}: expected {CLOSING!r} or {MEAN!r}")
         if field_tokens is not None or not closing_token_ids(tokenizer):
             add_field_tokens(backbone, tokenizer, field_tokens)  # field_tokens: the spec's (registry(spec))
         self.backbone = backbone
@@ -66,11 +76,12 @@ class TextEncoder(nn.Module):
         return {"input_ids": ids, "attention_mask": mask}
 
     def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Last hidden state at the last closing field token (un-projected, un-normalised); the P5-style
-        classifier puts its head here."""
-        out = self.backbone.model(input_ids=input_ids, attention_mask=attention_mask) \
-            if hasattr(self.backbone, "model") else self.backbone(input_ids=input_ids, attention_mask=attention_mask)
-        hidden = out.last_hidden_state
+        """Last hidden state at the last closing field token, or its mean over the real tokens (un-projected,
+        un-normalised); the P5-style classifier puts its head here."""
+        hidden = self.backbone.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.pooling == MEAN:
+            w = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            return (hidden * w).sum(dim=1) / w.sum(dim=1).clamp_min(1.0)
         pos = pool_positions(input_ids, attention_mask, self.closing_ids)
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), pos]
 
@@ -113,7 +124,8 @@ class TextEncoder(nn.Module):
             h.update((out / "projection.pt").read_bytes())
         meta = {"dim": self.dim, "proj_dim": self.projection.out_features if self.projection is not None else None,
                 "hidden_size": self.backbone.config.hidden_size, "max_length": self.max_length,
-                "pooling": "last closing field token", "normalised": True, **(extra or {})}
+                "pooling": self.pooling, "family": "encoder" if is_encoder_only(self.backbone.config) else "causal",
+                "normalised": True, **(extra or {})}
         h.update(json.dumps(meta, sort_keys=True).encode())
         meta["version"] = h.hexdigest()[:16]
         (out / "encoder.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -128,8 +140,9 @@ class TextEncoder(nn.Module):
             raise FileNotFoundError(f"no encoder artefact at {path} (encoder.json missing)")
         meta = json.loads(meta_path.read_text())
         tok = AutoTokenizer.from_pretrained(path / "backbone", local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(path / "backbone", local_files_only=True)
-        enc = cls(model, tok, meta["proj_dim"], meta["max_length"])
+        config = AutoConfig.from_pretrained(path / "backbone", local_files_only=True)
+        model = auto_model_class(config).from_pretrained(path / "backbone", local_files_only=True)
+        enc = cls(model, tok, meta["proj_dim"], meta["max_length"], pooling=meta.get("pooling", CLOSING))
         if meta["proj_dim"]:
             enc.projection.load_state_dict(torch.load(path / "projection.pt", map_location="cpu"))
         enc.version = meta["version"]
