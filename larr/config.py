@@ -85,8 +85,15 @@ class RealismConfig(StrictModel):
     general_docs_per_dish: int = Field(
         3, ge=1, le=10, description="general-text documents per dish, each in different wording")
     # --- collaborative interactions between observable fields ------------------------------------------
+    id_affinity: float = Field(1.0, ge=0, description="multiplier of the keyword world's latent user x POI "
+                                                       "affinity (free-form, rank collab_dim, learnable from ids "
+                                                       "only); 1: as in the keyword world")
     user_groups: int = Field(6, ge=1, le=32, description="hidden user segments; a user's segment is drawn from "
                                                           "their home district's segment mix")
+    segment_concentration: float = Field(
+        0.5, gt=0, description="Dirichlet concentration of each district's segment mix: small, districts are "
+                               "nearly one segment each (the district id says who asks); large, every "
+                               "district mixes all segments (only the user id does)")
     group_cuisine: float = Field(0.8, ge=0, description="std of the segment x cuisine affinity (a user id x "
                                                          "POI id cross of rank <= user_groups)")
     district_poi: float = Field(0.5, ge=0, description="weight of a rank-4 request district x POI term "

@@ -64,6 +64,7 @@ class Interactions:
     budget: np.ndarray  # [n_users]: weight x affluence, multiplies (price level - 2.5)
     mobility: np.ndarray  # [n_users]: multiplier of the distance penalty (mean 1)
     wet_distance: float  # extra penalty per km in rain or snow
+    id_affinity: float = 1.0  # multiplier of the latent user x POI affinity (the keyword world's 0.9 dot)
 
     def logit(self, poi: PoiLatents, p: np.ndarray, u: np.ndarray, district: np.ndarray, hour: np.ndarray,
               day_type: np.ndarray) -> np.ndarray:
@@ -150,6 +151,8 @@ def click_order_probabilities(
     sem = semantic_logit(cfg, poi, user, p, u, temperature_c=temperature_c, wet=wet, slot=slot,
                          region=region, travelling=travelling)
     dot = (poi.latent[p] * user.latent[u]).sum(axis=1) / np.sqrt(cfg.collab_dim)
+    if inter is not None and inter.id_affinity != 1.0:
+        dot = inter.id_affinity * dot
     collab = cfg.collab_scale * (0.9 * dot + poi.quality[p]) + np.log(user.activity[u])
     open_now = is_open(poi.open_hour[p], poi.close_hour[p], hour)
     dist = cfg.distance_per_km * distance_km * (1.0 + 0.5 * travelling)

@@ -307,7 +307,7 @@ def build_interactions(cfg: WorldConfig, rng: np.random.Generator, users: pd.Dat
     n_dist = int(districts["district_id"].max()) + 1
     d_ids = districts["district_id"].to_numpy()
     mix = np.zeros((n_dist, n_groups))
-    mix[d_ids] = rng.dirichlet(np.full(n_groups, 0.5), len(d_ids))
+    mix[d_ids] = rng.dirichlet(np.full(n_groups, r.segment_concentration), len(d_ids))
     affluence = np.zeros(n_dist)
     affluence[d_ids] = rng.normal(0, 1, len(d_ids))
     remote = np.zeros(n_dist)
@@ -331,4 +331,4 @@ def build_interactions(cfg: WorldConfig, rng: np.random.Generator, users: pd.Dat
     mobility = np.exp(sigma * z - sigma ** 2 / 2)
     return Interactions(user_cuisine=affinity[group], district_vec=district_vec, poi_vec=poi_vec,
                         hour_cuisine=hour_cuisine, daytype_cuisine=daytype_cuisine, budget=budget,
-                        mobility=mobility, wet_distance=r.wet_distance)
+                        mobility=mobility, wet_distance=r.wet_distance, id_affinity=r.id_affinity)
