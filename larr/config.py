@@ -16,12 +16,12 @@ from collections.abc import Callable
 from datetime import date
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-PROFILES = ("tiny", "small", "large")
+PROFILES = ("tiny", "small", "large", "tiny_realistic", "small_realistic")
 
 
 class ConfigError(ValueError):
@@ -53,6 +53,71 @@ class SemanticWeights(StrictModel):
     price_match: float = Field(0.5, ge=0)
 
 
+class RealismConfig(StrictModel):
+    """The ``realistic`` world variant (``world.variant: realistic``; ignored by the default ``keyword`` world).
+
+    Two changes, both over the *same* latent world a seed gives the keyword variant (same POIs, dishes,
+    users, weather and request stream): (1) the texts state a POI's meaning in varied, noisy wording -- dish
+    synonyms and paraphrases, cues implied by the dishes instead of named, typos, missing or short
+    descriptions, marketing noise -- so no single keyword reveals it while the semantic part of the click
+    model still reads the same hidden dish attributes; (2) the collaborative part gains pairwise
+    interactions between *observable* CTR fields (user and POI ids, request district, hour, day type,
+    price level, distance), as real logs have, on top of the latent user x POI affinity."""
+
+    # --- text -------------------------------------------------------------------------------------------
+    cue_phrase_prob: float = Field(
+        0.35, ge=0, le=1, description="chance a dish description carries a phrase implying a hidden attribute "
+                                      "(one of several paraphrases: 'ladled over bone stock', 'over crushed "
+                                      "ice'); otherwise only the dish's name and ingredients imply it")
+    attribute_tag_prob: float = Field(
+        0.4, ge=0, le=1, description="chance each attribute a POI has shows as a tag, worded by a synonym "
+                                     "('open late', 'midnight eats', ...) -- never the literal cue word")
+    marketing_tags: tuple[int, int] = Field(
+        (1, 4), description="[min, max] irrelevant marketing tags per POI ('best seller', 'hot deals', ...)")
+    missing_description_frac: float = Field(
+        0.15, ge=0, le=1, description="share of POIs whose dishes carry no description, only their names")
+    short_intro_frac: float = Field(
+        0.2, ge=0, le=1, description="share of POIs with an empty, name-only or marketing-only introduction")
+    typo_rate: float = Field(0.02, ge=0, le=0.5, description="chance each word of a free text gets a typo "
+                                                              "(swapped, dropped or doubled letter)")
+    generic_name_frac: float = Field(
+        0.3, ge=0, le=1, description="share of POIs whose shop name says nothing about the food ('Lucky Eatery')")
+    general_docs_per_dish: int = Field(
+        3, ge=1, le=10, description="general-text documents per dish, each in different wording")
+    # --- collaborative interactions between observable fields ------------------------------------------
+    id_affinity: float = Field(1.0, ge=0, description="multiplier of the keyword world's latent user x POI "
+                                                       "affinity (free-form, rank collab_dim, learnable from ids "
+                                                       "only); 1: as in the keyword world")
+    user_groups: int = Field(6, ge=1, le=32, description="hidden user segments; a user's segment is drawn from "
+                                                          "their home district's segment mix")
+    segment_concentration: float = Field(
+        0.5, gt=0, description="Dirichlet concentration of each district's segment mix: small, districts are "
+                               "nearly one segment each (the district id says who asks); large, every "
+                               "district mixes all segments (only the user id does)")
+    group_cuisine: float = Field(0.8, ge=0, description="std of the segment x cuisine affinity (a user id x "
+                                                         "POI id cross of rank <= user_groups)")
+    district_poi: float = Field(0.5, ge=0, description="weight of a rank-4 request district x POI term "
+                                                        "(neighbourhood taste; district_id x poi_id)")
+    hour_cuisine: float = Field(0.5, ge=0, description="weight of a rank-3 hour x cuisine profile beyond the "
+                                                        "semantic meal slots (hour x poi_id)")
+    daytype_cuisine: float = Field(0.3, ge=0, description="std of the day type x cuisine affinity (day_type x "
+                                                           "poi_id)")
+    price_budget: float = Field(0.5, ge=0, description="weight of the user budget x price level term; budgets "
+                                                        "follow the home district's affluence (user_id / "
+                                                        "district_id x price_level)")
+    distance_mobility: float = Field(0.5, ge=0, le=2, description="spread of the per-user distance penalty "
+                                                                  "(lognormal sigma; user_id x distance_km)")
+    wet_distance: float = Field(0.1, ge=0, description="extra click-logit penalty per km in rain or snow "
+                                                        "(weather x distance_km)")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> RealismConfig:
+        lo, hi = self.marketing_tags
+        if not 0 <= lo <= hi <= 6:
+            raise ValueError(f"marketing_tags must be [min, max] with 0 <= min <= max <= 6 (got [{lo}, {hi}])")
+        return self
+
+
 class WorldConfig(StrictModel):
     """Size and behaviour of the simulated food-delivery world."""
 
@@ -76,6 +141,12 @@ class WorldConfig(StrictModel):
     order_bias: float = -0.9
     distance_per_km: float = Field(0.18, ge=0)
     semantic: SemanticWeights = Field(default_factory=SemanticWeights)
+    variant: Literal["keyword", "realistic"] = Field(
+        "keyword", description="keyword: the original world (each semantic cue named by one keyword, a latent "
+                               "user x POI affinity); realistic: varied, noisy wording and pairwise interactions "
+                               "of observable fields, tuned by `realism` (profiles tiny_realistic, "
+                               "small_realistic)")
+    realism: RealismConfig = Field(default_factory=RealismConfig)
     chunk_rows: int = Field(2_000_000, ge=1000, description="impressions generated per chunk; bounds memory")
 
     @model_validator(mode="after")
@@ -329,11 +400,17 @@ class LarrConfig(StrictModel):
     stream: StreamConfig = Field(default_factory=StreamConfig)
 
 
-def _profile_dict(profile: str) -> dict[str, Any]:
+def _profile_dict(profile: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A profile's keys; a profile with ``extends: BASE`` is BASE's keys overridden by its own."""
     if profile not in PROFILES:
         raise ConfigError(f"profile: unknown profile {profile!r} (--profile): choose one of {', '.join(PROFILES)}")
+    if profile in _seen:
+        raise ConfigError(f"profile {profile}: `extends` forms a cycle ({' -> '.join((*_seen, profile))})")
     text = resources.files("larr.profiles").joinpath(f"{profile}.yaml").read_text()
     data = yaml.safe_load(text) or {}
+    base = data.pop("extends", None)
+    if base is not None:
+        data = _deep_merge(_profile_dict(str(base), (*_seen, profile)), data)
     data["profile"] = profile
     return data
 

@@ -105,7 +105,8 @@ def add_config_args(p: argparse.ArgumentParser, set_help: str | None = None) -> 
     g = p.add_argument_group("config", "resolved as profile < --config FILE < --set KEY=VALUE < --seed; "
                                        "`larr config` prints the result")
     g.add_argument("--profile", choices=PROFILES, default="small",
-                   help="named profile: tiny (tests, seconds), small (the demo), large (Spark scale)")
+                   help="named profile: tiny (tests, seconds), small (the demo), large (Spark scale); "
+                        "tiny_realistic, small_realistic: the same sizes, realistic world variant")
     g.add_argument("--config", metavar="YAML", help="YAML file whose keys override the profile")
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", type=override,
                    help=set_help or "override one key, e.g. --set world.n_users=500 (repeatable)")

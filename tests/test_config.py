@@ -16,8 +16,16 @@ def test_profiles_load(profile: str) -> None:
 
 
 def test_profiles_grow_in_size() -> None:
-    sizes = [load_config(p).world.n_users * load_config(p).world.n_days for p in PROFILES]
+    sizes = [load_config(p).world.n_users * load_config(p).world.n_days for p in ("tiny", "small", "large")]
     assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+
+
+def test_realistic_profiles_extend_their_base() -> None:
+    for base in ("tiny", "small"):
+        real = load_config(f"{base}_realistic")
+        assert real.world.variant == "realistic" and load_config(base).world.variant == "keyword"
+        assert real.world.model_copy(update={"variant": "keyword"}) == load_config(base).world
+        assert real.llm == load_config(base).llm and real.ctr == load_config(base).ctr
 
 
 def test_unknown_key_is_named_with_a_suggestion() -> None:

@@ -10,7 +10,10 @@ Click and order probabilities combine
   the local specialties of where they are, users like their home cuisine and
   act on spicy/sweet tastes and price sensitivity that show in their order
   history and profile;
-* distance and opening hours.
+* distance and opening hours;
+* in the realistic variant (:class:`Interactions`), pairwise interactions of observable fields -- user
+  segment x cuisine, request district x POI, hour x cuisine, day type x cuisine, budget x price level,
+  per-user distance sensitivity, rain x distance -- as real logs have.
 
 Everything is vectorised over impressions.
 """
@@ -45,6 +48,31 @@ class PoiLatents:
     close_hour: np.ndarray
     latent: np.ndarray  # [n, collab_dim]
     quality: np.ndarray
+    cuisine: np.ndarray | None = None  # catalog cuisine index
+
+
+@dataclass
+class Interactions:
+    """Hidden pairwise effects of observable CTR fields (realistic variant), each already scaled by its
+    ``world.realism`` weight."""
+
+    user_cuisine: np.ndarray  # [n_users, n_cuisines]: the user's segment's affinity to each cuisine
+    district_vec: np.ndarray  # [max district id + 1, r]: request district factor
+    poi_vec: np.ndarray  # [n_pois, r]
+    hour_cuisine: np.ndarray  # [24, n_cuisines]: low-rank hour x cuisine profile
+    daytype_cuisine: np.ndarray  # [len(DAY_TYPES), n_cuisines]
+    budget: np.ndarray  # [n_users]: weight x affluence, multiplies (price level - 2.5)
+    mobility: np.ndarray  # [n_users]: multiplier of the distance penalty (mean 1)
+    wet_distance: float  # extra penalty per km in rain or snow
+    id_affinity: float = 1.0  # multiplier of the latent user x POI affinity (the keyword world's 0.9 dot)
+
+    def logit(self, poi: PoiLatents, p: np.ndarray, u: np.ndarray, district: np.ndarray, hour: np.ndarray,
+              day_type: np.ndarray) -> np.ndarray:
+        """The categorical crosses' part of the click logit (distance terms: :func:`click_order_probabilities`)."""
+        c = poi.cuisine[p]
+        return (self.user_cuisine[u, c] + (self.district_vec[district] * self.poi_vec[p]).sum(axis=1)
+                + self.hour_cuisine[hour, c] + self.daytype_cuisine[day_type, c]
+                + self.budget[u] * (poi.price_level[p] - 2.5))
 
 
 @dataclass
@@ -114,17 +142,31 @@ def click_order_probabilities(
     region: np.ndarray,
     travelling: np.ndarray,
     distance_km: np.ndarray,
+    inter: Interactions | None = None,
+    district: np.ndarray | None = None,
+    day_type: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """True P(click) and P(order | click) of each impression."""
+    """True P(click) and P(order | click) of each impression.  ``inter`` (realistic variant) adds the
+    observable-field interactions; it needs the request ``district`` ids and ``day_type`` indices."""
     sem = semantic_logit(cfg, poi, user, p, u, temperature_c=temperature_c, wet=wet, slot=slot,
                          region=region, travelling=travelling)
     dot = (poi.latent[p] * user.latent[u]).sum(axis=1) / np.sqrt(cfg.collab_dim)
+    if inter is not None and inter.id_affinity != 1.0:
+        dot = inter.id_affinity * dot
     collab = cfg.collab_scale * (0.9 * dot + poi.quality[p]) + np.log(user.activity[u])
     open_now = is_open(poi.open_hour[p], poi.close_hour[p], hour)
     dist = cfg.distance_per_km * distance_km * (1.0 + 0.5 * travelling)
+    if inter is not None:
+        if district is None or day_type is None:
+            raise ValueError("click_order_probabilities: interactions need district and day_type")
+        cross = inter.logit(poi, p, u, district, hour, day_type)
+        dist = dist * inter.mobility[u] + inter.wet_distance * wet * distance_km
+        collab = collab + cross
     click_logit = cfg.click_bias + collab + sem - dist - 3.5 * ~open_now
     order_logit = (cfg.order_bias + 0.5 * sem + 0.4 * cfg.collab_scale * dot
                    - 0.08 * distance_km - 4.0 * ~open_now)
+    if inter is not None:
+        order_logit = order_logit + 0.4 * cross
     return _sigmoid(click_logit), _sigmoid(order_logit)
 
 

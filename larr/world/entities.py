@@ -14,8 +14,9 @@ import pandas as pd
 
 from larr.config import WorldConfig
 from larr.world import catalog as cat
-from larr.world.behaviour import PoiLatents, UserLatents
-from larr.world.scene import TIME_SLOTS
+from larr.world import wording as wd
+from larr.world.behaviour import Interactions, PoiLatents, UserLatents
+from larr.world.scene import DAY_TYPES, TIME_SLOTS
 
 LOCAL_CUISINE: dict[str, int] = {c.region: i for i, c in enumerate(cat.CUISINES) if c.region}
 GENERIC_CUISINES: list[int] = [i for i, c in enumerate(cat.CUISINES) if c.region is None]
@@ -78,9 +79,85 @@ def _poi_tags(dishes: list[cat.Dish], local: bool, rng: np.random.Generator) -> 
     return tags
 
 
+def _realistic_dish(dish: cat.Dish, describe: bool, cfg: WorldConfig, rng: np.random.Generator) -> dict[str, str]:
+    """One dish as a realistic listing words it: a synonym of its name, a plain description (or none) that
+    carries, with a probability, one paraphrase implying one of its hidden attributes; typos."""
+    r = cfg.realism
+    names, plain = wd.DISH_WORDING[dish.name]
+    name = wd.pick(rng, names)
+    desc = wd.pick(rng, plain) if describe else ""
+    cues = [a for a, on in (("soup", dish.soup), ("hot", dish.temp == "hot" and not dish.soup),
+                            ("cold", dish.temp == "cold"), ("breakfast", dish.breakfast),
+                            ("late_night", dish.late_night), ("spicy", dish.spicy >= 0.7),
+                            ("mild_spicy", 0.4 <= dish.spicy < 0.7), ("sweet", dish.sweet)) if on]
+    if describe and cues and rng.random() < r.cue_phrase_prob:
+        desc += ", " + wd.pick(rng, wd.CUE_PHRASES[wd.pick(rng, tuple(cues))])
+    return {"name": wd.typo(name, r.typo_rate / 2, rng), "description": wd.typo(desc, r.typo_rate, rng)}
+
+
+def _realistic_texts(cfg: WorldConfig, rng: np.random.Generator, pois: pd.DataFrame, cuisine_idx: list[int],
+                     picks: list[list[cat.Dish]], local: np.ndarray, region_names: list[str],
+                     district_names: list[str]) -> pd.DataFrame:
+    """The realistic variant's name, cuisine label, dishes, tags and introduction of every POI (the same
+    POIs, dishes and hidden attributes; only the wording differs). Its own random stream, so the latent
+    world is the keyword world's."""
+    r = cfg.realism
+    n = len(pois)
+    names, labels, dishes_col, tags, intros = [], [], [], [], []
+    seen: dict[tuple[str, int], int] = {}
+    district_id = pois["district_id"].to_numpy()
+    describe = rng.random(n) >= r.missing_description_frac
+    short = rng.random(n) < r.short_intro_frac
+    generic = rng.random(n) < r.generic_name_frac
+    for i in range(n):
+        cuisine = cat.CUISINES[cuisine_idx[i]]
+        region = region_names[int(pois["region_id"].iat[i])]
+        noun = wd.pick(rng, wd.GENERIC_NOUNS if generic[i] else wd.SHOP_NOUNS[cuisine.name])
+        base = f"{wd.pick(rng, cat.SHOP_PREFIXES)} {noun}"
+        count = seen.get((base, int(district_id[i])), 0)
+        seen[(base, int(district_id[i]))] = count + 1
+        name = base if count == 0 else f"{base} No.{count + 1}"
+        label = wd.pick(rng, wd.CUISINE_LABELS[cuisine.name])
+        dishes = [_realistic_dish(d, bool(describe[i]), cfg, rng) for d in picks[i]]
+        attrs = {"cold": any(d.temp == "cold" for d in picks[i]), "soup": any(d.soup for d in picks[i]),
+                 "spicy": max(d.spicy for d in picks[i]) >= 0.7, "breakfast": any(d.breakfast for d in picks[i]),
+                 "late_night": any(d.late_night for d in picks[i]), "sweet": any(d.sweet for d in picks[i]),
+                 "local": bool(local[i])}
+        tag = [wd.pick(rng, wd.ATTRIBUTE_TAGS[a]) for a, on in attrs.items()
+               if on and rng.random() < r.attribute_tag_prob]
+        lo, hi = r.marketing_tags
+        k = int(rng.integers(lo, hi + 1))
+        tag += [str(t) for t in rng.choice(wd.MARKETING_TAGS, size=k, replace=False)]
+        rng.shuffle(tag)
+        fill = {"name": name, "label": label, "district": district_names[i], "region": region,
+                "price": cat.PRICE_WORDS[int(pois["price_level"].iat[i])], "year": int(rng.integers(1985, 2024)),
+                "d1": dishes[0]["name"], "d2": dishes[1]["name"] if len(dishes) > 1 else dishes[0]["name"],
+                "mkt": wd.pick(rng, wd.MARKETING_LINES), "mkt2": wd.pick(rng, wd.MARKETING_LINES),
+                "nick": wd.pick(rng, wd.REGION_NICKNAMES.get(region, (region,)))}
+        if short[i]:
+            intro = wd.pick(rng, wd.SHORT_INTROS).format(**fill)
+        else:
+            intro = wd.pick(rng, wd.INTRO_TEMPLATES).format(**fill)
+            if local[i] and rng.random() < 0.5:
+                intro += " " + wd.pick(rng, wd.LOCAL_LINES).format(**fill)
+        names.append(name)
+        labels.append(label)
+        dishes_col.append(dishes)
+        tags.append(tag)
+        intros.append(wd.typo(intro, r.typo_rate, rng))
+    out = pois.copy()
+    out["name"], out["cuisine"], out["dishes"], out["tags"], out["introduction"] = (
+        names, labels, dishes_col, tags, intros)
+    return out
+
+
 def build_pois(cfg: WorldConfig, rng: np.random.Generator, districts: pd.DataFrame,
-               region_names: list[str], test_day: date) -> tuple[pd.DataFrame, PoiLatents]:
-    """POIs with names, dishes, hours, tags and introductions, plus their hidden latents."""
+               region_names: list[str], test_day: date, text_rng: np.random.Generator | None = None
+               ) -> tuple[pd.DataFrame, PoiLatents]:
+    """POIs with names, dishes, hours, tags and introductions, plus their hidden latents.
+
+    With ``world.variant: realistic`` the texts are reworded afterwards from ``text_rng``
+    (:func:`_realistic_texts`): the POIs and their latents are the keyword world's."""
     n = cfg.n_pois
     n_regions = len(region_names)
     region = rng.integers(0, n_regions, n)
@@ -107,6 +184,8 @@ def build_pois(cfg: WorldConfig, rng: np.random.Generator, districts: pd.DataFra
             created.append(start - timedelta(days=int(rng.integers(30, 1500))))
 
     names, cuisines, intros, tags, dishes_col, open_h, close_h = [], [], [], [], [], [], []
+    cuisine_idx, picked, dnames = [], [], []
+    local_flags = np.zeros(n, dtype=bool)
     attrs = np.zeros((n, 7))
     cuisine_region = np.full(n, -1, dtype=np.int64)
     seen: dict[tuple[str, int], int] = {}
@@ -131,6 +210,10 @@ def build_pois(cfg: WorldConfig, rng: np.random.Generator, districts: pd.DataFra
         seen[(base, int(district_id[i]))] = count + 1
         name = base if count == 0 else f"{base} No.{count + 1}"
         dname = district_rows.loc[district_id[i], "name"]
+        cuisine_idx.append(ci)
+        picked.append(picks)
+        dnames.append(dname)
+        local_flags[i] = local
         names.append(name)
         cuisines.append(cuisine.label)
         intros.append(_poi_text(name, cuisine, picks, int(price[i]), dname, rname, local))
@@ -162,11 +245,15 @@ def build_pois(cfg: WorldConfig, rng: np.random.Generator, districts: pd.DataFra
         "rating": rating,
         "created_date": created,
     })
+    if cfg.variant == "realistic":
+        if text_rng is None:
+            raise ValueError("build_pois: the realistic variant needs text_rng")
+        pois = _realistic_texts(cfg, text_rng, pois, cuisine_idx, picked, local_flags, region_names, dnames)
     latents = PoiLatents(cold=attrs[:, 0], hot=attrs[:, 1], soup=attrs[:, 2], spicy=attrs[:, 3],
                          breakfast=attrs[:, 4], late_night=attrs[:, 5], sweet=attrs[:, 6],
                          cuisine_region=cuisine_region, price_level=price.astype(float),
                          open_hour=np.array(open_h), close_hour=np.array(close_h),
-                         latent=latent, quality=quality)
+                         latent=latent, quality=quality, cuisine=np.array(cuisine_idx, dtype=np.int64))
     return pois, latents
 
 
@@ -206,3 +293,42 @@ def build_users(cfg: WorldConfig, rng: np.random.Generator, districts: pd.DataFr
     latents = UserLatents(home_region=home, latent=rng.normal(0, 1, (n, cfg.collab_dim)), spicy_pref=spicy,
                           sweet_pref=sweet, price_sens=price_sens, activity=activity)
     return users, latents, pref_slot
+
+
+def build_interactions(cfg: WorldConfig, rng: np.random.Generator, users: pd.DataFrame, districts: pd.DataFrame,
+                       n_pois: int) -> Interactions:
+    """The realistic variant's hidden interactions of observable fields (:class:`Interactions`).
+
+    Districts carry a mix of user segments, an affluence and a share of car-less users; each user's segment,
+    budget and distance sensitivity are drawn around their home district's, so the district a request
+    comes from also says something about who asks."""
+    r = cfg.realism
+    n_users, n_cuisines, n_groups = len(users), len(cat.CUISINES), r.user_groups
+    n_dist = int(districts["district_id"].max()) + 1
+    d_ids = districts["district_id"].to_numpy()
+    mix = np.zeros((n_dist, n_groups))
+    mix[d_ids] = rng.dirichlet(np.full(n_groups, r.segment_concentration), len(d_ids))
+    affluence = np.zeros(n_dist)
+    affluence[d_ids] = rng.normal(0, 1, len(d_ids))
+    remote = np.zeros(n_dist)
+    remote[d_ids] = rng.normal(0, 1, len(d_ids))
+    home = users["home_district_id"].to_numpy()
+    cum = mix[home].cumsum(axis=1)
+    group = np.minimum((rng.random((n_users, 1)) > cum).sum(axis=1), n_groups - 1)
+    affinity = rng.normal(0, r.group_cuisine, (n_groups, n_cuisines))
+    rank = 4
+    district_vec = rng.normal(0, 1, (n_dist, rank)) * np.sqrt(r.district_poi / np.sqrt(rank))
+    poi_vec = rng.normal(0, 1, (n_pois, rank)) * np.sqrt(r.district_poi / np.sqrt(rank))
+    hour_rank = 3
+    phase = rng.uniform(0, 2 * np.pi, hour_rank)
+    hours = np.arange(24)[:, None]
+    hour_f = np.cos(2 * np.pi * np.arange(1, hour_rank + 1) * hours / 24 + phase)  # smooth daily curves
+    hour_cuisine = r.hour_cuisine * hour_f @ rng.normal(0, 1, (hour_rank, n_cuisines)) / np.sqrt(hour_rank)
+    daytype_cuisine = rng.normal(0, r.daytype_cuisine, (len(DAY_TYPES), n_cuisines))
+    budget = r.price_budget * (affluence[home] + rng.normal(0, 0.7, n_users)) / np.sqrt(1.49)
+    z = (remote[home] + rng.normal(0, 1, n_users)) / np.sqrt(2.0)
+    sigma = r.distance_mobility
+    mobility = np.exp(sigma * z - sigma ** 2 / 2)
+    return Interactions(user_cuisine=affinity[group], district_vec=district_vec, poi_vec=poi_vec,
+                        hour_cuisine=hour_cuisine, daytype_cuisine=daytype_cuisine, budget=budget,
+                        mobility=mobility, wet_distance=r.wet_distance, id_affinity=r.id_affinity)

@@ -33,10 +33,10 @@ from larr import __version__
 from larr.config import LarrConfig, config_to_dict, save_config
 from larr.metrics import auc
 from larr.world import catalog as cat
-from larr.world.behaviour import PoiLatents, UserLatents, click_order_probabilities
-from larr.world.entities import build_pois, build_regions, build_users
+from larr.world.behaviour import Interactions, PoiLatents, UserLatents, click_order_probabilities
+from larr.world.entities import build_interactions, build_pois, build_regions, build_users
 from larr.world.knowledge import general_text
-from larr.world.scene import TIME_SLOTS, day_type, time_slot_index
+from larr.world.scene import DAY_TYPES, TIME_SLOTS, day_type, time_slot_index
 from larr.world.weather import build_weather
 
 log = logging.getLogger("larr.generate")
@@ -66,6 +66,7 @@ class _World:
     pref_slot: np.ndarray
     temp: np.ndarray
     cond: np.ndarray
+    inter: Interactions | None = None  # realistic variant only
 
 
 def _rng(seed: int, *stream: int) -> np.random.Generator:
@@ -96,10 +97,14 @@ def _build_world(cfg: LarrConfig) -> _World:
     days = data_days(cfg)
     regions, districts = build_regions(w, _rng(cfg.seed, 1))
     names = regions["name"].tolist()
-    pois, poi_lat = build_pois(w, _rng(cfg.seed, 2), districts, names, days[-1])
+    realistic = w.variant == "realistic"  # its extra draws come from streams of their own (5, 6)
+    pois, poi_lat = build_pois(w, _rng(cfg.seed, 2), districts, names, days[-1],
+                               text_rng=_rng(cfg.seed, 6) if realistic else None)
     users, user_lat, pref_slot = build_users(w, _rng(cfg.seed, 3), districts, names)
     weather, temp, cond = build_weather(w, _rng(cfg.seed, 4), days)
-    return _World(cfg, days, regions, districts, pois, users, weather, poi_lat, user_lat, pref_slot, temp, cond)
+    inter = build_interactions(w, _rng(cfg.seed, 5), users, districts, len(pois)) if realistic else None
+    return _World(cfg, days, regions, districts, pois, users, weather, poi_lat, user_lat, pref_slot, temp, cond,
+                  inter)
 
 
 def _candidates(world: _World, rng: np.random.Generator, region: np.ndarray, district: np.ndarray,
@@ -183,19 +188,23 @@ def _chunk(world: _World, di: int, lo: int, hi: int, ci: int, first_request: int
     trav = travelling[req]
     dist = haversine_km(req_lat[req], req_lon[req], world.pois["lat"].to_numpy()[poi],
                         world.pois["lon"].to_numpy()[poi])
+    dtype = day_type(day, set(w.holidays))
+    extra = {}
+    if world.inter is not None:
+        extra = {"inter": world.inter, "district": district[req],
+                 "day_type": np.full(len(req), DAY_TYPES.index(dtype))}
     p_click, p_order = click_order_probabilities(
         w, pl, ul, poi, uu, hour=hh, temperature_c=temp, wet=cond >= 2, slot=slot, region=rr,
-        travelling=trav, distance_km=dist)
+        travelling=trav, distance_km=dist, **extra)
     click = rng.random(len(req)) < p_click
     if is_test:  # the same impressions with the semantic part switched off: how much text can add
         no_sem = w.model_copy(update={"semantic": w.semantic.model_copy(update={"scale": 0.0})})
         p_click_ids, p_order_ids = click_order_probabilities(
             no_sem, pl, ul, poi, uu, hour=hh, temperature_c=temp, wet=cond >= 2, slot=slot, region=rr,
-            travelling=trav, distance_km=dist)
+            travelling=trav, distance_km=dist, **extra)
     order = click & (rng.random(len(req)) < p_order)
 
     request_id = int(day.strftime("%Y%m%d")) * 1_000_000_000 + first_request + req
-    dtype = day_type(day, set(w.holidays))
     imp = pd.DataFrame({
         "request_id": request_id.astype(np.int64),
         "ts": ts[req].astype("datetime64[us]"),
@@ -268,7 +277,9 @@ def generate_world(cfg: LarrConfig, out_dir: str | Path, *, force: bool = False,
     for name, df in (("regions", world.regions), ("districts", world.districts), ("pois", world.pois),
                      ("users", world.users), ("weather", world.weather)):
         _write(df, out / f"{name}.parquet")
-    (out / "general_text.txt").write_text("\n".join(general_text(world.regions["name"].tolist())) + "\n")
+    docs = general_text(world.regions["name"].tolist(), w.realism if w.variant == "realistic" else None,
+                        _rng(cfg.seed, 7))
+    (out / "general_text.txt").write_text("\n".join(docs) + "\n")
 
     users_per_chunk = max(1, int(w.chunk_rows / (w.requests_per_user_day * w.candidates_per_request)))
     chunks = [(lo, min(lo + users_per_chunk, w.n_users)) for lo in range(0, w.n_users, users_per_chunk)]

@@ -1,5 +1,6 @@
-"""Order-independent digests of job outputs: the refactor-parity test compares them with the digests the
-hard-coded pipeline produced before the feature spec existed (``food_delivery_tiny_seed7.json``)."""
+"""Order-independent digests of job outputs and of generated worlds: the refactor-parity test compares job
+outputs with the digests the hard-coded pipeline produced before the feature spec existed
+(``food_delivery_tiny_seed7.json``); the world test pins the default tiny world (``world_tiny_seed7.json``)."""
 
 from __future__ import annotations
 
@@ -31,8 +32,24 @@ def jobs_digest(out: Path) -> dict[str, dict[str, object]]:
     return {name: frame_digest(pd.read_parquet(out / name)) for name in JOBS}
 
 
+WORLD_TABLES = {"regions": "regions.parquet", "districts": "districts.parquet", "pois": "pois.parquet",
+                "users": "users.parquet", "weather": "weather.parquet", "impressions": "impressions",
+                "orders": "orders", "oracle": "_oracle/test_truth.parquet"}
+
+
+def world_digest(root: Path) -> dict[str, object]:
+    """Digests of a generated world's raw tables (partitioned ones read whole, with their partition column),
+    the oracle and the general text: what `larr generate` writes, minus the manifest's timings."""
+    out: dict[str, object] = {}
+    for name, rel in WORLD_TABLES.items():
+        out[name] = frame_digest(pd.read_parquet(root / rel))
+    out["general_text"] = hashlib.sha256((root / "general_text.txt").read_bytes()).hexdigest()
+    return out
+
+
 if __name__ == "__main__":
     import json
     import sys
 
-    print(json.dumps(jobs_digest(Path(sys.argv[1])), indent=2))
+    fn = world_digest if len(sys.argv) > 2 and sys.argv[2] == "world" else jobs_digest
+    print(json.dumps(fn(Path(sys.argv[1])), indent=2))
