@@ -20,7 +20,7 @@ case "${1:-}" in
     if ping; then echo "[redis] already running on 127.0.0.1:$PORT"; exit 0; fi
     redis-server --bind 127.0.0.1 --port "$PORT" --daemonize yes --pidfile "$PIDFILE" \
       --dir "$PWD/$DIR" --save "" --appendonly no --logfile "$PWD/$DIR/redis.log"
-    for _ in $(seq 1 50); do ping && { echo "[redis] up on 127.0.0.1:$PORT"; exit 0; }; sleep 0.1; done
+    for _ in $(seq 1 300); do ping && { echo "[redis] up on 127.0.0.1:$PORT"; exit 0; }; sleep 0.1; done  # 30 s: a loaded machine
     echo "[redis] did not answer PING; see $DIR/redis.log" >&2; exit 1 ;;
   stop)
     if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
