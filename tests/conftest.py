@@ -65,12 +65,11 @@ def tiny_llm(tiny_world: Path, tiny_jobs: Path, tmp_path_factory: pytest.TempPat
 def redis_url() -> str:
     """A real redis-server on 127.0.0.1 (scripts/redis.sh), on its own port, for the whole session."""
     import os
-    import socket
     import subprocess
 
-    with socket.socket() as s:  # a free port: a fixed one collides with another suite running on the machine
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from tests.ports import free_port
+
+    port = free_port()
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, REDIS_PORT=str(port))
     subprocess.run(["bash", str(root / "scripts" / "redis.sh"), "start"], check=True, env=env)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +31,7 @@ from safetensors.torch import load_file
 
 from larr.config import load_config
 from tests.distributed_inputs import write_ctr_inputs, write_llm_inputs
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 TOL = 1e-4
@@ -48,15 +48,9 @@ TORCHRUN = "torchrun --standalone --nproc_per_node 2"
 pytestmark = pytest.mark.timeout(600)
 
 
-def _free_port() -> int:
-    """A port nobody listens on now: DeepSpeed's launcher otherwise always takes 29500."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def DEEPSPEED() -> str:  # noqa: N802 - read as the constant beside TORCHRUN
-    return f"deepspeed --num_gpus 2 --master_port {_free_port()}"
+    return f"deepspeed --num_gpus 2 --master_port {free_port()}"
 
 
 def _sets(overrides: list[str]) -> list[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -30,23 +29,19 @@ from larr.ctr.data import CtrStream
 from larr.spec import load_spec, window_of
 from serving.app import ServeSettings, create_app
 from serving.example import requests_from_log
+from tests.ports import free_port
 
 CFG = load_config("tiny")
 SPEC = load_spec(CFG.spec)
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 class LiveServer:
     """A real uvicorn HTTP server on loopback in a thread (the app object stays reachable for the test)."""
 
     def __init__(self, app):
-        self.app, self.port = app, _free_port()
+        self.app, self.port = app, free_port()
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -358,7 +353,7 @@ def test_fuzzing_the_openapi_schema_finds_no_5xx(built: dict, sqlite_repo: Path)
 
 def test_feast_serve_answers_the_feature_services(built: dict, sqlite_repo: Path) -> None:
     """`feast serve` from a prepared copy of the project's repo answers get-online-features for ctr_model."""
-    port = _free_port()
+    port = free_port()
     env = dict(**fsx._env(sqlite_repo))
     proc = subprocess.Popen([str(Path(sys.executable).parent / "feast"), "serve", "-h", "127.0.0.1", "-p",
                              str(port)], cwd=sqlite_repo, env=env, stdout=subprocess.DEVNULL,
