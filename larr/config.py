@@ -85,7 +85,7 @@ class RealismConfig(StrictModel):
     general_docs_per_dish: int = Field(
         3, ge=1, le=10, description="general-text documents per dish, each in different wording")
     # --- collaborative interactions between observable fields ------------------------------------------
-    id_affinity: float = Field(1.0, ge=0, description="multiplier of the keyword world's latent user x POI "
+    id_affinity: float = Field(0.5, ge=0, description="multiplier of the keyword world's latent user x POI "
                                                        "affinity (free-form, rank collab_dim, learnable from ids "
                                                        "only); 1: as in the keyword world")
     user_groups: int = Field(6, ge=1, le=32, description="hidden user segments; a user's segment is drawn from "
@@ -94,15 +94,15 @@ class RealismConfig(StrictModel):
         0.5, gt=0, description="Dirichlet concentration of each district's segment mix: small, districts are "
                                "nearly one segment each (the district id says who asks); large, every "
                                "district mixes all segments (only the user id does)")
-    group_cuisine: float = Field(0.8, ge=0, description="std of the segment x cuisine affinity (a user id x "
+    group_cuisine: float = Field(1.5, ge=0, description="std of the segment x cuisine affinity (a user id x "
                                                          "POI id cross of rank <= user_groups)")
-    district_poi: float = Field(0.5, ge=0, description="weight of a rank-4 request district x POI term "
+    district_poi: float = Field(1.5, ge=0, description="weight of a rank-4 request district x POI term "
                                                         "(neighbourhood taste; district_id x poi_id)")
-    hour_cuisine: float = Field(0.5, ge=0, description="weight of a rank-3 hour x cuisine profile beyond the "
+    hour_cuisine: float = Field(1.5, ge=0, description="weight of a rank-3 hour x cuisine profile beyond the "
                                                         "semantic meal slots (hour x poi_id)")
-    daytype_cuisine: float = Field(0.3, ge=0, description="std of the day type x cuisine affinity (day_type x "
+    daytype_cuisine: float = Field(0.8, ge=0, description="std of the day type x cuisine affinity (day_type x "
                                                            "poi_id)")
-    price_budget: float = Field(0.5, ge=0, description="weight of the user budget x price level term; budgets "
+    price_budget: float = Field(1.0, ge=0, description="weight of the user budget x price level term; budgets "
                                                         "follow the home district's affluence (user_id / "
                                                         "district_id x price_level)")
     distance_mobility: float = Field(0.5, ge=0, le=2, description="spread of the per-user distance penalty "
