@@ -46,50 +46,56 @@ def run(spark: SparkSession, cfg: LarrConfig, raw: Path, out: Path, ds: str | No
     before = as_date(ds)
     job.gate(validate, (spec.user.table, spec.item.table, spec.history.table or spec.log.table))
     data = load_raw(spark, raw, spec)
-    t0 = time.perf_counter()
-    frac = cfg.features.heldout_frac
-    ukey, ikey = spec.user_key, spec.item_key
-    users = existing_before(user_texts(data, before), data.users, ukey, spec.user.created, before).cache()
-    items = existing_before(item_texts(data, before), data.items, ikey, spec.item.created, before).cache()
-    history = history_rows(data).where(F.col("date") < F.lit(before))
-    texts = {"user": (users, ukey), "item": (items, ikey)}
-    parts = []
-    for kind, p in spec.pairs.items():
-        if p.same is not None:
-            table, key = texts[p.same]
-            if p.require_history:  # "no orders yet" says nothing about a user
-                table = table.join(history.select(key).distinct(), key)
-            parts.append(table.select(F.lit(kind).alias("kind"), F.col(key).alias("anchor_id"),
-                                      F.col(key).alias("positive_id"),
-                                      joined_text(spec, p.anchor).alias("anchor_text"),
-                                      joined_text(spec, p.positive).alias("positive_text"),
-                                      heldout_flag(key, frac).alias("heldout")))
-        else:
-            pairs = history.select(ukey, ikey).distinct()
-            parts.append(pairs.join(users.select(ukey, joined_text(spec, p.anchor).alias("anchor_text")), ukey)
-                         .join(items.select(ikey, joined_text(spec, p.positive).alias("positive_text")), ikey)
-                         .select(F.lit(kind).alias("kind"), F.col(ukey).alias("anchor_id"),
-                                 F.col(ikey).alias("positive_id"), "anchor_text", "positive_text",
-                                 heldout_flag(ukey, frac).alias("heldout")))
-    union = parts[0]
-    for part in parts[1:]:
-        union = union.unionByName(part)
-    pairs = (union.dropDuplicates(["kind", "anchor_id", "positive_id"])
-             .withColumn("split", F.when(F.col("heldout"), "heldout").otherwise("train")).drop("heldout")
-             .withColumn("ds", F.lit(ds)))
-    write_partitioned(pairs, out / NAME, "ds")
-    job.lap("build_and_write", t0)
-    written = spark.read.parquet(str(out / NAME)).where(F.col("ds") == ds)
-    counts = {f"{r['kind']}/{r['split']}": r["count"] for r in written.groupBy("kind", "split").count().collect()}
-    job.rows_out = {"pairs": sum(counts.values())}
-    total = history_rows(data).count()
-    job.extra["pairs_by_kind"] = dict(sorted(counts.items()))
-    job.extra["history_rows_used"] = history.count()
-    job.extra["history_rows_excluded_on_or_after_ds"] = total - job.extra["history_rows_used"]
-    job.extra["items_used"] = items.count()
-    job.extra["items_created_on_or_after_ds_excluded"] = data.items.count() - job.extra["items_used"]
-    users.unpersist()
-    items.unpersist()
+    try:
+        t0 = time.perf_counter()
+        frac = cfg.features.heldout_frac
+        ukey, ikey = spec.user_key, spec.item_key
+        used = set(spec.expand([n for p in spec.pairs.values() for n in (*p.anchor, *p.positive)]))
+        users = existing_before(user_texts(data, before, [f for f in spec.fields_of("user") if f in used]),
+                                data.users, ukey, spec.user.created, before)
+        items = existing_before(item_texts(data, before, [f for f in spec.fields_of("item") if f in used]),
+                                data.items, ikey, spec.item.created, before)
+        users, items = data.persist(users), data.persist(items)
+        history = history_rows(data).where(F.col("date") < F.lit(before))
+        texts = {"user": (users, ukey), "item": (items, ikey)}
+        parts = []
+        for kind, p in spec.pairs.items():
+            if p.same is not None:
+                table, key = texts[p.same]
+                if p.require_history:  # "no orders yet" says nothing about a user
+                    table = table.join(history.select(key).distinct(), key)
+                parts.append(table.select(F.lit(kind).alias("kind"), F.col(key).alias("anchor_id"),
+                                          F.col(key).alias("positive_id"),
+                                          joined_text(spec, p.anchor).alias("anchor_text"),
+                                          joined_text(spec, p.positive).alias("positive_text"),
+                                          heldout_flag(key, frac).alias("heldout")))
+            else:
+                pairs = history.select(ukey, ikey).distinct()
+                parts.append(pairs.join(users.select(ukey, joined_text(spec, p.anchor).alias("anchor_text")), ukey)
+                             .join(items.select(ikey, joined_text(spec, p.positive).alias("positive_text")), ikey)
+                             .select(F.lit(kind).alias("kind"), F.col(ukey).alias("anchor_id"),
+                                     F.col(ikey).alias("positive_id"), "anchor_text", "positive_text",
+                                     heldout_flag(ukey, frac).alias("heldout")))
+        union = parts[0]
+        for part in parts[1:]:
+            union = union.unionByName(part)
+        pairs = (union.dropDuplicates(["kind", "anchor_id", "positive_id"])
+                 .withColumn("split", F.when(F.col("heldout"), "heldout").otherwise("train")).drop("heldout")
+                 .withColumn("ds", F.lit(ds)))
+        write_partitioned(pairs, out / NAME, "ds")
+        job.lap("build_and_write", t0)
+        written = spark.read.parquet(str(out / NAME)).where(F.col("ds") == ds)
+        counts = {f"{r['kind']}/{r['split']}": r["count"]
+                  for r in written.groupBy("kind", "split").count().collect()}
+        job.rows_out = {"pairs": sum(counts.values())}
+        total = history_rows(data).count()
+        job.extra["pairs_by_kind"] = dict(sorted(counts.items()))
+        job.extra["history_rows_used"] = history.count()
+        job.extra["history_rows_excluded_on_or_after_ds"] = total - job.extra["history_rows_used"]
+        job.extra["items_used"] = items.count()
+        job.extra["items_created_on_or_after_ds_excluded"] = data.items.count() - job.extra["items_used"]
+    finally:
+        data.release()
     return job.finish()
 
 

@@ -40,23 +40,26 @@ def run(spark: SparkSession, cfg: LarrConfig, raw: Path, out: Path, ds: str | No
     ds = job.ds = ds or window["cutoff"]
     job.gate(validate, (spec.item.table, spec.history.table or spec.log.table))
     data = load_raw(spark, raw, spec)
-    t0 = time.perf_counter()
-    key = spec.item_key
-    texts = existing_before(item_texts(data, as_date(ds)), data.items, key, spec.item.created, as_date(ds))
-    docs = (texts.select(key, joined_text(spec, spec.cpt.prompt).alias("prompt"),
-                         joined_text(spec, spec.cpt.target).alias("target"))
-            .withColumn("text", F.concat_ws(" ", "prompt", "target"))
-            .withColumn("prompt_chars", F.length("prompt") + 1)
-            .withColumn("split", F.when(heldout_flag(key, cfg.features.heldout_frac), "heldout")
-                        .otherwise("train"))
-            .withColumn("ds", F.lit(ds)))
-    write_partitioned(docs, out / NAME, "ds")
-    job.lap("build_and_write", t0)
-    written = spark.read.parquet(str(out / NAME)).where(F.col("ds") == ds)
-    counts = {r["split"]: r["count"] for r in written.groupBy("split").count().collect()}
-    job.rows_out = {"documents": sum(counts.values())}
-    job.extra["split"] = counts
-    job.extra["items_created_on_or_after_ds_excluded"] = data.items.count() - job.rows_out["documents"]
+    try:
+        t0 = time.perf_counter()
+        key = spec.item_key
+        texts = existing_before(item_texts(data, as_date(ds), spec.expand([*spec.cpt.prompt, *spec.cpt.target])), data.items, key, spec.item.created, as_date(ds))
+        docs = (texts.select(key, joined_text(spec, spec.cpt.prompt).alias("prompt"),
+                             joined_text(spec, spec.cpt.target).alias("target"))
+                .withColumn("text", F.concat_ws(" ", "prompt", "target"))
+                .withColumn("prompt_chars", F.length("prompt") + 1)
+                .withColumn("split", F.when(heldout_flag(key, cfg.features.heldout_frac), "heldout")
+                            .otherwise("train"))
+                .withColumn("ds", F.lit(ds)))
+        write_partitioned(docs, out / NAME, "ds")
+        job.lap("build_and_write", t0)
+        written = spark.read.parquet(str(out / NAME)).where(F.col("ds") == ds)
+        counts = {r["split"]: r["count"] for r in written.groupBy("split").count().collect()}
+        job.rows_out = {"documents": sum(counts.values())}
+        job.extra["split"] = counts
+        job.extra["items_created_on_or_after_ds_excluded"] = data.items.count() - job.rows_out["documents"]
+    finally:
+        data.release()
     return job.finish()
 
 

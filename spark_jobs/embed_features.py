@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, FloatType, LongType, StructField, StructType
 
@@ -42,7 +42,7 @@ from larr.llm.encoder import encoder_version
 from larr.spec import Spec
 from larr.text import text_hash
 from spark_jobs.common import JobRun, as_date, job_main, job_parser, read_window
-from spark_jobs.features import item_texts, joined_text, load_raw, user_texts
+from spark_jobs.features import Raw, item_texts, joined_text, load_raw, user_texts
 
 NAME = "embed_features"
 log = logging.getLogger("larr.spark")
@@ -133,8 +133,7 @@ def _hash_col(col: str) -> F.Column:
     return h(F.col(col))
 
 
-def _texts(spark: SparkSession, spec: Spec, raw: Path, vocab_dir: Path, end: str) -> dict[str, DataFrame]:
-    data = load_raw(spark, raw, spec)
+def _texts(spark: SparkSession, spec: Spec, data: Raw, vocab_dir: Path, end: str) -> dict[str, DataFrame]:
     parts = sorted(vocab_dir.glob("ds=*"))
     if not parts:
         raise FileNotFoundError(f"{vocab_dir} has no ds= partition: run `larr spark scene_vocab` first")
@@ -146,9 +145,11 @@ def _texts(spark: SparkSession, spec: Spec, raw: Path, vocab_dir: Path, end: str
         vocab = vocab.unionByName(seen).dropDuplicates(["scene_key"])
     after_end = as_date(end) + timedelta(days=1)
     ikey, ukey = spec.item_key, spec.user_key
-    items = (item_texts(data, after_end).select(ikey, joined_text(spec, spec.embed.item).alias("text"))
+    items = (item_texts(data, after_end, spec.expand(spec.embed.item))
+             .select(ikey, joined_text(spec, spec.embed.item).alias("text"))
              .join(data.items.select(ikey, *spec.embed.item_columns), ikey))
-    users = user_texts(data, after_end).select(ukey, joined_text(spec, spec.embed.user).alias("text"))
+    users = (user_texts(data, after_end, spec.expand(spec.embed.user))
+             .select(ukey, joined_text(spec, spec.embed.user).alias("text")))
     return {"scene_value_embeddings": vocab, f"{spec.item_name}_embeddings": items,
             f"{spec.user_name}_embeddings": users}
 
@@ -168,42 +169,23 @@ def embedding_stamps(spec: Spec, window: dict[str, Any]) -> dict[str, datetime]:
             f"{spec.item_name}_embeddings": complete, f"{spec.user_name}_embeddings": complete}
 
 
-def run(spark: SparkSession, cfg: LarrConfig, raw: Path, out: Path, ds: str | None = None, validate: bool = True,
-        encoder: Path | None = None, features: Path | None = None, expect_version: str | None = None
-        ) -> dict[str, Any]:
-    """Embed every new distinct text with the frozen encoder and write the Feast offline embedding tables."""
-    job = JobRun(NAME, raw, out, cfg, ds or "")
-    spec = job.spec
-    window = read_window(raw, spec)
-    ds = job.ds = ds or window["end"]
-    encoder = Path(encoder or out / "llm" / "encoder")
-    features = Path(features or out / "features")
-    if not (encoder / "encoder.json").exists():
-        raise FileNotFoundError(f"no encoder artefact at {encoder}: run `larr train contrastive` first")
-    version = encoder_version(encoder)
-    if expect_version and expect_version != version:
-        raise EmbeddingError(f"unknown encoder version {expect_version!r}: the artefact at {encoder} is version "
-                             f"{version!r}; pass --encoder-version {version} or point --encoder at the right one")
-    dim = json.loads((encoder / "encoder.json").read_text())["dim"]
-    if dim != cfg.features.embedding_dim:
-        raise EmbeddingError(f"dimension mismatch: encoder {version} gives {dim}-d vectors but the feature views "
-                             f"expect features.embedding_dim = {cfg.features.embedding_dim}")
-    job.gate(validate, (spec.user.table, spec.item.table, spec.history.table or spec.log.table))
-
+def _embed_and_write(spark: SparkSession, cfg: LarrConfig, job: JobRun, data: Raw, tables: dict[str, DataFrame],
+                     out: Path, features: Path, encoder: Path, version: str, dim: int,
+                     stamps: dict[str, datetime]) -> tuple[int, int, float, dict[str, int]]:
+    """Embed the distinct texts of ``tables`` not yet in the cache, then write each table with its vectors.
+    Returns (distinct texts, texts embedded now, embedding seconds, rows written per table)."""
     t0 = time.perf_counter()
-    tables = {k: v.withColumn("text_hash", _hash_col("text")).cache() for k, v in
-              _texts(spark, spec, raw, out / "scene_vocab", window["end"]).items()}
     all_texts = None
     for t in tables.values():
         part = t.select("text_hash", "text")
         all_texts = part if all_texts is None else all_texts.unionByName(part)
-    distinct = all_texts.dropDuplicates(["text_hash"]).cache()
+    distinct = data.persist(all_texts.dropDuplicates(["text_hash"]))
     n_distinct = distinct.count()
     cache_root = out / "embed_cache"
     cache_dir = cache_root / f"encoder_version={version}"
     cached = spark.read.parquet(str(cache_dir)) if list(cache_dir.glob("*.parquet")) else None
     todo = distinct.join(cached.select("text_hash"), "text_hash", "left_anti") if cached is not None else distinct
-    todo = todo.cache()
+    todo = data.persist(todo)
     n_todo = todo.count()
     job.lap("plan", t0)
     log.info("embed: %d distinct texts, %d already embedded for encoder %s, %d to embed", n_distinct,
@@ -237,28 +219,113 @@ def run(spark: SparkSession, cfg: LarrConfig, raw: Path, out: Path, ds: str | No
     job.lap("embed", t0)
 
     t0 = time.perf_counter()
-    vectors = spark.read.parquet(str(cache_dir)).dropDuplicates(["text_hash"])
-    stamps = embedding_stamps(spec, window)
+    # read by each of the tables' joins: deduplicated once
+    vectors = data.persist(spark.read.parquet(str(cache_dir)).dropDuplicates(["text_hash"]))
     written = {}
     for name, table in tables.items():
         df = (table.join(vectors, "text_hash", "left")
               .withColumn("encoder_version", F.lit(version))
-              .withColumn("event_timestamp", F.lit(stamps[name]).cast("timestamp")))
-        missing = df.where(F.col("embedding").isNull()).count()
-        if missing:
-            raise EmbeddingError(f"{name}: {missing} rows have no vector in the cache of encoder {version}")
-        pdf = df.drop("text").toPandas()
-        pdf["embedding"] = pdf["embedding"].map(lambda v: [float(x) for x in v])
-        features.mkdir(parents=True, exist_ok=True)
-        tmp = features / f".{name}.parquet.tmp"
-        pdf.to_parquet(tmp, index=False)
-        tmp.replace(features / f"{name}.parquet")  # atomic: readers never see half a table
-        written[name] = len(pdf)
+              .withColumn("event_timestamp", F.lit(stamps[name]).cast("timestamp"))
+              .drop("text"))
+        written[name] = write_feature_table(df, features / f"{name}.parquet",
+                                            features / f".{name}.staging", version)
     job.lap("write_features", t0)
-    for t in tables.values():
-        t.unpersist()
-    distinct.unpersist()
-    todo.unpersist()
+    return n_distinct, n_todo, seconds, written
+
+
+def write_feature_table(df: DataFrame, dest: Path, staging: Path, version: str) -> int:
+    """Write ``df`` (a table and its ``embedding`` column) as the one parquet file ``dest``, replaced atomically
+    (readers never see half a table), without collecting it: Spark writes the rows to ``staging`` and the driver
+    streams those files, batch by batch, into ``dest``; the driver holds one batch, whatever the table's size.
+
+    The file is the one ``df.toPandas().to_parquet()`` wrote before (same columns, types -- ``embedding`` as a
+    list of doubles -- and pandas metadata): its schema is what pandas makes of one collected row, adjusted as
+    the whole frame's nulls would have adjusted it (an integer column with a null is float64).  Rows without a
+    vector raise :class:`EmbeddingError` and leave ``dest`` as it was.  Returns the number of rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    name = dest.name.removesuffix(".parquet")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.tmp"
+    head = df.limit(1).toPandas()
+    if head.empty:  # nothing to stream: the frame as it always was
+        head.to_parquet(tmp, index=False)
+        tmp.replace(dest)
+        return 0
+    # the columns that hold one value in every row are added here, not written and read back by Spark
+    const = {c: head[c].iloc[0] for c in ("encoder_version", "event_timestamp")}
+    rest = df.drop(*const)
+    fields = rest.schema.fields
+    seen = Observation(f"{name}_nulls")
+    rest = rest.observe(seen, F.count(F.lit(1)).alias("_rows"),
+                        *[F.count(F.when(F.col(f.name).isNull(), 1)).alias(f"_null{i}") for i, f in enumerate(fields)])
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        rest.write.mode("overwrite").parquet(str(staging))
+        counts = seen.get
+        nulls = {f.name: counts[f"_null{i}"] for i, f in enumerate(fields)}
+        if nulls["embedding"]:
+            raise EmbeddingError(f"{name}: {nulls['embedding']} rows have no vector in the cache of encoder {version}")
+        for f in fields:
+            if not nulls[f.name]:
+                continue
+            if head[f.name].isna().iloc[0] and nulls[f.name] < counts["_rows"]:  # a value to infer the type from
+                head[f.name] = df.where(F.col(f.name).isNotNull()).select(f.name).limit(1).toPandas()[f.name]
+            if f.dataType.typeName() in ("long", "integer", "short", "byte"):
+                head[f.name] = head[f.name].astype("float64")
+            elif f.dataType.typeName() == "boolean":
+                head[f.name] = head[f.name].astype(object)
+        head["embedding"] = head["embedding"].map(lambda v: [float(x) for x in v])
+        schema = pa.Schema.from_pandas(head, preserve_index=False)
+        rows = 0
+        with pq.ParquetWriter(tmp, schema, compression="snappy") as writer:
+            for part in sorted(staging.glob("part-*.parquet")):  # Spark's partition order: the rows' order
+                for batch in pq.ParquetFile(part).iter_batches(batch_size=65536):
+                    n = batch.num_rows
+                    cols = [pa.array([const[f.name]] * n, f.type) if f.name in const
+                            else pa.nulls(n) if f.type == pa.null() else batch.column(f.name).cast(f.type)
+                            for f in schema]
+                    writer.write_table(pa.Table.from_arrays(cols, schema=schema))
+                    rows += n
+        tmp.replace(dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        tmp.unlink(missing_ok=True)
+    return rows
+
+
+def run(spark: SparkSession, cfg: LarrConfig, raw: Path, out: Path, ds: str | None = None, validate: bool = True,
+        encoder: Path | None = None, features: Path | None = None, expect_version: str | None = None
+        ) -> dict[str, Any]:
+    """Embed every new distinct text with the frozen encoder and write the Feast offline embedding tables."""
+    job = JobRun(NAME, raw, out, cfg, ds or "")
+    spec = job.spec
+    window = read_window(raw, spec)
+    ds = job.ds = ds or window["end"]
+    encoder = Path(encoder or out / "llm" / "encoder")
+    features = Path(features or out / "features")
+    if not (encoder / "encoder.json").exists():
+        raise FileNotFoundError(f"no encoder artefact at {encoder}: run `larr train contrastive` first")
+    version = encoder_version(encoder)
+    if expect_version and expect_version != version:
+        raise EmbeddingError(f"unknown encoder version {expect_version!r}: the artefact at {encoder} is version "
+                             f"{version!r}; pass --encoder-version {version} or point --encoder at the right one")
+    dim = json.loads((encoder / "encoder.json").read_text())["dim"]
+    if dim != cfg.features.embedding_dim:
+        raise EmbeddingError(f"dimension mismatch: encoder {version} gives {dim}-d vectors but the feature views "
+                             f"expect features.embedding_dim = {cfg.features.embedding_dim}")
+    job.gate(validate, (spec.user.table, spec.item.table, spec.history.table or spec.log.table))
+
+    stamps = embedding_stamps(spec, window)
+    data = load_raw(spark, raw, spec)
+    try:
+        tables = {k: data.persist(v.withColumn("text_hash", _hash_col("text"))) for k, v in
+                  _texts(spark, spec, data, out / "scene_vocab", window["end"]).items()}
+        n_distinct, n_todo, seconds, written = _embed_and_write(spark, cfg, job, data, tables, out, features,
+                                                                encoder, version, dim, stamps)
+    finally:
+        data.release()
     job.rows_out = written
     job.extra.update({"encoder": str(encoder), "encoder_version": version, "distinct_texts": n_distinct,
                       "embedded_now": n_todo, "from_cache": n_distinct - n_todo,

@@ -41,28 +41,35 @@ def run(spark: SparkSession, cfg: LarrConfig, raw: Path, out: Path, ds: str | No
     ds = job.ds = ds or window["end"]
     job.gate(validate, tuple(spec.tables))
     data = load_raw(spark, raw, spec)
-    t0 = time.perf_counter()
-    fields = spec.vocab
-    tables = field_tables(data, fields, as_date(window["cutoff"]))
-    parts = [tables[f].select(F.lit(f).alias("field"), F.lit(reg.field(f).entity).alias("entity"), "key", "text")
-             for f in fields]
-    vocab = parts[0]
-    for p in parts[1:]:
-        vocab = vocab.unionByName(p)
-    vocab = vocab.dropDuplicates(["field", "key"]).withColumn("ds", F.lit(ds))
-    write_partitioned(vocab, out / NAME, "ds")
-    job.lap("build_and_write", t0)
+    try:
+        t0 = time.perf_counter()
+        fields = spec.vocab
+        tables = field_tables(data, fields, as_date(window["cutoff"]))
+        parts = [tables[f].select(F.lit(f).alias("field"), F.lit(reg.field(f).entity).alias("entity"), "key",
+                                  "text") for f in fields]
+        vocab = parts[0]
+        for p in parts[1:]:
+            vocab = vocab.unionByName(p)
+        vocab = vocab.dropDuplicates(["field", "key"]).withColumn("ds", F.lit(ds))
+        write_partitioned(vocab, out / NAME, "ds")
+        job.lap("build_and_write", t0)
 
-    t0 = time.perf_counter()
-    written = spark.read.parquet(str(out / NAME)).where(F.col("ds") == ds).cache()
-    per_field = {r["field"]: r["count"] for r in written.groupBy("field").count().collect()}
-    collisions = written.groupBy("key").agg(F.countDistinct("field", "text").alias("n")).where("n > 1").count()
-    scene = spec.scene
-    keyed = attach_keys(data.log, tables, spec, scene)
-    combos = keyed.select("scene_keys").distinct().count()
-    scene_only = [f for f in scene if spec.fields[f].entity == "scene"]
-    scene_combos = keyed.select(*[f"key_{f}" for f in scene_only]).distinct().count()
-    job.lap("report", t0)
+        t0 = time.perf_counter()
+        written = spark.read.parquet(str(out / NAME)).where(F.col("ds") == ds).cache()
+        per_field = {r["field"]: r["count"] for r in written.groupBy("field").count().collect()}
+        collisions = written.groupBy("key").agg(F.countDistinct("field", "text").alias("n")).where("n > 1").count()
+        scene = spec.scene
+        # the field tables are cached: the keys are rendered once, for the vocabulary and this report
+        keyed = attach_keys(data.log, tables, spec, scene)
+        scene_only = [f for f in scene if spec.fields[f].entity == "scene"]
+        # both counts of distinct combinations in one pass over the log (structs: a null key is a value too)
+        counts = keyed.agg(F.countDistinct("scene_keys").alias("full"),
+                           F.countDistinct(F.struct(*[f"key_{f}" for f in scene_only])).alias("scene")).first()
+        combos, scene_combos = counts["full"], counts["scene"]
+        job.lap("report", t0)
+        written.unpersist()
+    finally:
+        data.release()
     job.rows_out = {"texts": sum(per_field.values())}
     job.extra.update({
         "distinct_texts_per_field": dict(sorted(per_field.items())),
@@ -75,7 +82,6 @@ def run(spark: SparkSession, cfg: LarrConfig, raw: Path, out: Path, ds: str | No
     })
     if collisions:
         raise ValueError(f"scene_vocab: {collisions} keys map to more than one (field, text); the key hash is broken")
-    written.unpersist()
     return job.finish()
 
 
