@@ -93,3 +93,31 @@ def test_budgets_state_each_rows_tuning() -> None:
     assert "validation-day" in b["larr"]["tuning"] and "includes the tuning" in b["larr"]["tuning"]
     assert b["p5"]["tuning"] == "none"
     assert budgets(cfg, 10_000, swept=False)["larr"]["tuning"] == b["id_models"]["tuning"]
+
+
+def test_module_table_verdicts_need_every_backbone_beyond_2std() -> None:
+    """The README's backbone x {plain, + LARR} table (training/module_table.py): 'every backbone gains' fails when
+    one backbone's gain is at noise level, and 'the best backbone + LARR beats every plain backbone' is judged
+    against the strongest plain backbone, not PLE."""
+    from training.module_table import block, markdown
+
+    def row(all_: list[float], new: list[float]) -> dict:
+        return _model({"all": all_, "new_pois": new, "rest": all_})
+
+    base = {"ple": row([0.70, 0.71, 0.72], [0.60, 0.61, 0.62]), "wdl": row([0.70, 0.71, 0.72], [0.60, 0.61, 0.62]),
+            "deepfm": row([0.70, 0.71, 0.72], [0.60, 0.61, 0.62]),
+            "dcnv2": row([0.78, 0.781, 0.782], [0.60, 0.61, 0.62])}
+    gains = {"larr": row([0.80, 0.801, 0.802], [0.80, 0.801, 0.802]),
+             "wdl+larr": row([0.80, 0.801, 0.802], [0.80, 0.801, 0.802]),
+             "deepfm+larr": row([0.80, 0.801, 0.802], [0.80, 0.801, 0.802]),
+             "dcnv2+larr": row([0.79, 0.791, 0.792], [0.70, 0.71, 0.72])}
+    b = block("clear", {**base, **gains})
+    assert b["every_backbone_gains"] and b["best_module_beats_every_plain"]
+    assert [r["backbone"] for r in b["rows"]] == ["ple", "wdl", "deepfm", "dcnv2"]
+    noisy = {**gains, "wdl+larr": row([0.705, 0.71, 0.725], [0.60, 0.61, 0.62])}
+    b = block("one backbone at noise level", {**base, **noisy})
+    assert not b["every_backbone_gains"] and b["best_module_beats_every_plain"]
+    close = {k: row([0.78, 0.783, 0.786], v["slices"]["new_pois"]["ctr_auc"]["values"]) for k, v in gains.items()}
+    b = block("best module within noise of the best plain backbone", {**base, **close})
+    assert not b["best_module_beats_every_plain"]
+    assert "| FAIL |" in markdown([b]) or "FAIL (z" in markdown([b])

@@ -326,7 +326,8 @@ def run_ctr(cfg: CtrConfig, kind: str, d: CtrData, seed: int, features: Path | N
                   "train_seconds": train_seconds, "train_samples_per_second": seen / max(train_seconds, 1e-9),
                   "test_rows_per_second": len(d.test) / max(test_seconds, 1e-9),
                   "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-                  "processes": dd.world}
+                  "processes": dd.world,
+                  "device": torch.cuda.get_device_name(dd.device) if dd.device.type == "cuda" else "cpu"}
     return broadcast_object(result)
 
 

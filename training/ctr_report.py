@@ -52,7 +52,9 @@ def aggregate(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                                 for s in SLICES},
                      "train_samples_per_second": _stats([r["train_samples_per_second"] for r in runs]),
                      "train_seconds": _stats([r["train_seconds"] for r in runs]),
-                     "parameters": runs[0].get("parameters")}
+                     "parameters": runs[0].get("parameters"),
+                     # runs before the device was recorded trained on this project's CPU machines
+                     "devices": sorted({r.get("device", "cpu") for r in runs})}
     return out
 
 
@@ -365,11 +367,11 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["", f"## {title}", "", f"| {key} | CTR AUC | CTCVR AUC | seeds |", "|---|---|---|---|"]
         for p in pts:
             lines.append(f"| {p['value']:g} | {_fmt(p['ctr_auc'])} | {_fmt(p['ctcvr_auc'])} | {p['ctr_auc']['n']} |")
-    lines += ["", "## Training speed (this machine, CPU)", "", "| model | parameters | train samples/s | train s |",
-              "|---|---|---|---|"]
+    lines += ["", "## Training speed", "", "| model | parameters | train samples/s | train s | device |",
+              "|---|---|---|---|---|"]
     for n in main:
         m = models[n]
         lines.append(f"| {labels[n]} | {m['parameters'] or 0:,} | {m['train_samples_per_second']['mean']:,.0f} | "
-                     f"{m['train_seconds']['mean']:.0f} |")
+                     f"{m['train_seconds']['mean']:.0f} | {', '.join(m.get('devices', ['cpu']))} |")
     lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in report.get("plots", [])]
     return "\n".join(lines) + "\n"
