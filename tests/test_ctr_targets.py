@@ -97,8 +97,8 @@ def test_budgets_state_each_rows_tuning() -> None:
 
 def test_module_table_verdicts_need_every_backbone_beyond_2std() -> None:
     """The README's backbone x {plain, + LARR} table (training/module_table.py): 'every backbone gains' fails when
-    one backbone's gain is at noise level, and 'the best backbone + LARR beats every plain backbone' is judged
-    against the strongest plain backbone, not PLE."""
+    one backbone's gain is at noise level or one backbone is missing, and 'the best backbone + LARR beats every
+    plain backbone' needs z > 2 against each plain backbone (the strongest one included), not only PLE."""
     from training.module_table import block, markdown
 
     def row(all_: list[float], new: list[float]) -> dict:
@@ -114,6 +114,8 @@ def test_module_table_verdicts_need_every_backbone_beyond_2std() -> None:
     b = block("clear", {**base, **gains})
     assert b["every_backbone_gains"] and b["best_module_beats_every_plain"]
     assert [r["backbone"] for r in b["rows"]] == ["ple", "wdl", "deepfm", "dcnv2"]
+    subset = {k: v for k, v in {**base, **gains}.items() if not k.startswith("wdl")}
+    assert not block("Wide&Deep missing", subset)["every_backbone_gains"]
     noisy = {**gains, "wdl+larr": row([0.705, 0.71, 0.725], [0.60, 0.61, 0.62])}
     b = block("one backbone at noise level", {**base, **noisy})
     assert not b["every_backbone_gains"] and b["best_module_beats_every_plain"]

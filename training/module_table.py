@@ -44,7 +44,8 @@ def block(name: str, models: dict[str, Any]) -> dict[str, Any]:
     best = max(modules, key=lambda m: models[m]["slices"]["all"]["ctr_auc"]["mean"]) if modules else None
     vs_plain = {b: gain(models[best]["slices"]["all"]["ctr_auc"], models[b]["slices"]["all"]["ctr_auc"])
                 for b in plain} if best else {}
-    every = bool(rows) and all(r["gain_all"] and r["gain_all"]["z"] > Z_PASS for r in rows)
+    # every backbone must be in the block: a gain on a subset is not "every backbone"
+    every = len(rows) == len(MODULE_BACKBONES) and all(r["gain_all"]["z"] > Z_PASS for r in rows)
     best_beats = bool(vs_plain) and all(v["z"] > Z_PASS for v in vs_plain.values())
     return {"name": name, "rows": rows, "best_module": best, "best_vs_plain": vs_plain,
             "every_backbone_gains": every, "best_module_beats_every_plain": best_beats}
