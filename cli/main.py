@@ -315,6 +315,13 @@ def _stream(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_module_table(args: argparse.Namespace) -> int:
+    from training.module_table import render
+
+    print(render(args.reports, args.json), end="")
+    return 0
+
+
 def cmd_experiment(args: argparse.Namespace) -> int:
     from training.experiment import run_paper
 
@@ -643,6 +650,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-sweeps", action="store_true", help="skip the temperature and negative-sampling sweeps")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_experiment)
+
+    p = sub.add_parser("module-table", help="the backbone x {plain, + LARR} table across experiment reports",
+                       description="Read the report.json of several `larr experiment paper` folders and print one "
+                                   "markdown table: per (world, encoder path) block and backbone, the plain and "
+                                   "+ LARR CTR AUC, the module's gain on the test day and on new items, and two "
+                                   "verdicts (every backbone gains beyond 2 std; the best backbone + LARR beats "
+                                   "every plain backbone beyond 2 std). z is computed as the reports compute it.")
+    p.add_argument("reports", nargs="+", metavar="NAME=REPORT_DIR[,REPORT_DIR]",
+                   help="a block's name and the experiment folder(s) holding its report.json; with several, their "
+                        "rows are merged (the first folder's row wins)")
+    p.add_argument("--json", metavar="FILE", help="also write the blocks as JSON here")
+    p.set_defaults(func=cmd_module_table)
 
     p = sub.add_parser("ctr", help="train one CTR model and save it with its validation/test metrics",
                        description="Train one CTR model kind (ple, larr, noal, wdl, deepfm) on the spec's split of "

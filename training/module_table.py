@@ -2,7 +2,7 @@
 path), read from each experiment's ``report.json`` (``larr experiment paper``), so that the question "does the
 LARR module help every backbone, on every world, with either encoder?" is answered from the reports themselves.
 
-    .venv/bin/python -m training.module_table NAME=REPORT_DIR [NAME=REPORT_DIR ...] [--json OUT]
+    .venv/bin/larr module-table NAME=REPORT_DIR[,REPORT_DIR] [NAME=REPORT_DIR ...] [--json OUT]
 
 Per backbone: the plain model's and the model-with-module's CTR AUC (mean ± std over seeds), the module's gain
 on the test day and on new items, and how much larger the new items' gain is than the rest's, each with z =
@@ -14,12 +14,12 @@ beats every plain backbone beyond two standard deviations of that difference.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
 
 from larr.ctr.kinds import BACKBONE_NAMES, canonical_kind
+from larr.entry import UserError
 from training.ctr_report import gain, gain_margin
 
 Z_PASS = 2.0
@@ -79,29 +79,24 @@ def markdown(blocks: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("reports", nargs="+", metavar="NAME=REPORT_DIR[,REPORT_DIR]",
-                    help="a block's name and the experiment folder(s) holding its report.json; with several, their "
-                         "models are merged (the first folder's row wins)")
-    ap.add_argument("--json", help="also write the blocks here")
-    a = ap.parse_args()
+def render(items: list[str], json_out: str | None = None) -> str:
+    """The markdown table of ``items`` (``NAME=REPORT_DIR[,REPORT_DIR]``: a block's name and the experiment
+    folder(s) holding its report.json, merged with the first folder's row winning); the blocks also go to
+    ``json_out`` when given."""
     blocks = []
-    for item in a.reports:
+    for item in items:
         name, _, folders = item.rpartition("=")
-        if not name:
-            raise SystemExit(f"{item}: give NAME=REPORT_DIR (the folder holding report.json)")
+        if not name or not folders:
+            raise UserError(f"{item!r} names no block", "NAME=REPORT_DIR",
+                            "give a block name, '=', and the folder(s) holding report.json")
         models: dict[str, Any] = {}
         for folder in reversed(folders.split(",")):
             path = Path(folder) / "report.json"
             if not path.exists():
-                raise SystemExit(f"{path} does not exist: run `larr experiment paper ... --out {folder}` first")
+                raise UserError(f"{path} does not exist", name,
+                                f"run `larr experiment paper ... --out {folder}` first")
             models.update(json.loads(path.read_text())["models"])
         blocks.append(block(name, models))
-    print(markdown(blocks), end="")
-    if a.json:
-        Path(a.json).write_text(json.dumps(blocks, indent=1, default=str) + "\n")
-
-
-if __name__ == "__main__":
-    main()
+    if json_out:
+        Path(json_out).write_text(json.dumps(blocks, indent=1, default=str) + "\n")
+    return markdown(blocks)
