@@ -24,7 +24,12 @@ case "${1:-}" in
     echo "[redis] did not answer PING; see $DIR/redis.log" >&2; exit 1 ;;
   stop)
     if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
-      kill "$(cat "$PIDFILE")"; rm -f "$PIDFILE"; echo "[redis] stopped"
+      pid=$(cat "$PIDFILE"); kill "$pid"
+      # SIGTERM only asks: wait until the process is gone, so a caller that stops Redis and then uses the
+      # port (an outage test, a restart) never talks to a server still shutting down.
+      for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      if kill -0 "$pid" 2>/dev/null; then echo "[redis] pid $pid ignored SIGTERM for 30 s; sending SIGKILL" >&2; kill -9 "$pid" || true; fi
+      rm -f "$PIDFILE"; echo "[redis] stopped"
     else echo "[redis] not running"; fi ;;
   status)
     if ping; then echo "[redis] running on 127.0.0.1:$PORT"; else echo "[redis] not running"; exit 1; fi ;;
