@@ -42,11 +42,11 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def _serve(args: argparse.Namespace, repo: Path, port: int) -> subprocess.Popen:
+def _serve(args: argparse.Namespace, repo: Path, port: int, runtime: str = "onnx") -> subprocess.Popen:
     cmd = [str(Path(sys.executable).parent / "larr"), "serve", "--registry", str(args.run / "registry"),
            "--repo", str(repo), "--port", str(port), "--llm-backbone", str(args.run / "llm" / "cpt" / "model"),
            "--scene-vocab", str(args.data / "jobs" / "scene_vocab"), "--reload-seconds", "0",
-           "--max-state-age-s", str(10 ** 9)]
+           "--max-state-age-s", str(10 ** 9), "--runtime", runtime]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env=dict(os.environ, OMP_NUM_THREADS="1"))
     end = time.monotonic() + 180
@@ -84,17 +84,17 @@ def _load(url: str, bodies: list[dict], path: str, n: int, seconds: float) -> di
             "requests_per_s": len(lat) / wall}
 
 
-def _stages(args: argparse.Namespace, repo: Path, bodies: list[dict], n: int = 50) -> dict[str, float]:
+def _stages(args: argparse.Namespace, repo: Path, bodies: list[dict], n: int = 50,
+            runtime: str = "onnx") -> dict[str, float]:
     """p50 ms of each stage of one LARR request, in this process (one torch thread): request validation,
-    the Feast read, assembly, the model; what the HTTP figures are made of."""
+    the Feast read, assembly, the model (on ``runtime``); what the HTTP figures are made of."""
     import torch
 
-    from larr.ctr.artifact import predict
     from serving.request import request_models
     from serving.scorer import Scorer
 
     torch.set_num_threads(1)
-    scorer = Scorer(args.run / "registry", repo, reload_seconds=0)
+    scorer = Scorer(args.run / "registry", repo, reload_seconds=0, runtime=runtime)
     request_model, _ = request_models(scorer.spec)
     times: dict[str, list[float]] = {"validate": [], "feast_read": [], "assemble": [], "model": []}
     for i in range(n + 5):
@@ -106,7 +106,7 @@ def _stages(args: argparse.Namespace, repo: Path, bodies: list[dict], n: int = 5
         a = scorer.slot.assembler.assemble(q, online)
         t3 = time.perf_counter()
         a.batch.pop("scene_keys", None)
-        predict(scorer.slot.model.model, [a.batch])
+        scorer.slot.runtime(a.batch)
         t4 = time.perf_counter()
         if i >= 5:  # warm-up
             for k, v in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
@@ -123,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--requests", type=int, default=300)
     ap.add_argument("--llm-requests", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--runtimes", nargs="+", choices=["onnx", "torch"], default=["onnx", "torch"],
+                    help="how the service runs the CTR model (`larr serve --runtime`); each gets its own server "
+                         "process, one after the other (default both: onnx, the default, then torch)")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench" / "serving.json")
     args = ap.parse_args(argv)
     spec = load_spec()
@@ -141,29 +144,35 @@ def main(argv: list[str] | None = None) -> int:
         fsx.apply(repo)
         fsx.materialize(repo, datetime.fromisoformat(day) - timedelta(days=40), datetime.fromisoformat(day)
                         + timedelta(days=1))
-        port = _port()
-        proc = _serve(args, repo, port)
-        try:
-            for path, n in (("larr", args.requests), ("llm", args.llm_requests)):
-                r = _load(f"http://127.0.0.1:{port}", bodies, path, n, args.seconds)
-                rows.append({"store": store, "path": path, "candidates": args.candidates, **r})
-        finally:
-            proc.terminate()
-            proc.wait(30)
-        stages[store] = _stages(args, repo, bodies)
-    print(f"{'store':8} {'path':5} {'requests':>8} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>8}")
+        for runtime in args.runtimes:
+            port = _port()
+            proc = _serve(args, repo, port, runtime)
+            try:
+                paths = [("larr", args.requests)] + ([("llm", args.llm_requests)] if runtime == args.runtimes[0] else [])
+                for path, n in paths:
+                    r = _load(f"http://127.0.0.1:{port}", bodies, path, n, args.seconds)
+                    rows.append({"store": store, "path": path, "runtime": runtime if path == "larr" else "torch",
+                                 "candidates": args.candidates, **r})
+            finally:
+                proc.terminate()
+                proc.wait(30)
+            stages[f"{store}/{runtime}"] = _stages(args, repo, bodies, runtime=runtime)
+    print(f"{'store':8} {'path':5} {'model on':8} {'requests':>8} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>8}")
     for r in rows:
-        print(f"{r['store']:8} {r['path']:5} {r['requests']:8d} {r['p50_ms']:9.1f} {r['p99_ms']:9.1f} "
-              f"{r['requests_per_s']:8.2f}")
+        print(f"{r['store']:8} {r['path']:5} {r['runtime']:8} {r['requests']:8d} {r['p50_ms']:9.1f} "
+              f"{r['p99_ms']:9.1f} {r['requests_per_s']:8.2f}")
     ratios = {}
     for store, _ in stores:
-        a = next(r for r in rows if r["store"] == store and r["path"] == "larr")
         b = next(r for r in rows if r["store"] == store and r["path"] == "llm")
-        ratios[store] = {"p50_llm_over_larr": b["p50_ms"] / a["p50_ms"], "p99_llm_over_larr": b["p99_ms"] / a["p99_ms"]}
-        print(f"{store}: LLM-in-the-loop / LARR latency: p50 {ratios[store]['p50_llm_over_larr']:.1f}x, "
-              f"p99 {ratios[store]['p99_llm_over_larr']:.1f}x")
-    for store, st in stages.items():
-        print(f"{store}: LARR in-process p50: " + ", ".join(f"{k[:-7]} {v:.1f} ms" for k, v in st.items()))
+        for runtime in args.runtimes:
+            a = next(r for r in rows if r["store"] == store and r["path"] == "larr" and r["runtime"] == runtime)
+            key = f"{store}/{runtime}"
+            ratios[key] = {"p50_llm_over_larr": b["p50_ms"] / a["p50_ms"],
+                           "p99_llm_over_larr": b["p99_ms"] / a["p99_ms"]}
+            print(f"{key}: LLM-in-the-loop / LARR latency: p50 {ratios[key]['p50_llm_over_larr']:.1f}x, "
+                  f"p99 {ratios[key]['p99_llm_over_larr']:.1f}x")
+    for key, st in stages.items():
+        print(f"{key}: LARR in-process p50: " + ", ".join(f"{k[:-7]} {v:.1f} ms" for k, v in st.items()))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"rows": rows, "ratios": ratios, "stages": stages, "day": day,
                                     "config": {k: str(v) for k, v in vars(args).items()}}, indent=2))

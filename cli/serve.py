@@ -43,6 +43,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--llm-backbone", help="enable the LLM-in-the-loop path (?path=llm): a backbone folder, "
                                           "e.g. RUN/llm/cpt (benchmarks only)")
     p.add_argument("--scene-vocab", help="scene_vocab job output (texts of the scene keys) for the LLM path")
+    p.add_argument("--runtime", default="onnx", choices=["onnx", "torch"],
+                   help="how the CTR model runs: onnx (default: the loaded weights exported to ONNX and run by "
+                        "ONNX Runtime, checked against PyTorch at every load; the graph is cached as model.onnx "
+                        "beside model.pt) or torch (eager PyTorch). A failed export or check falls back to "
+                        "torch and /readyz says why")
     p.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
     p.set_defaults(func=cmd_serve)
 
@@ -77,7 +82,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = {"source": args.registry or args.model, "repo": args.repo, "spec": args.spec,
                 "max_state_age_s": args.max_state_age_s, "reload_seconds": args.reload_seconds,
-                "item_refresh_s": args.item_refresh_s,
+                "item_refresh_s": args.item_refresh_s, "runtime": args.runtime,
                 "llm_backbone": args.llm_backbone, "scene_vocab": args.scene_vocab}
     for name in ("source", "repo"):
         if not Path(settings[name]).exists():

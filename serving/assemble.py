@@ -170,7 +170,7 @@ class Assembler:
             if new.any() and (c in self.needed or c in s.serving.per_candidate):
                 fallbacks.append(f"{c}: not given for {int(new.sum())} of {n} candidates; training mean used")
             x[gap, i] = 0.0 if c in counts else prep.mean[c]  # cold start: zero counts, the training mean
-        num = prep.numeric(pd.DataFrame(x, columns=nums))
+        num = prep.numeric_matrix(x)
         cat = np.empty((n, len(prep.vocab)), np.int64)
         for j, (c, vocab) in enumerate(prep.vocab.items()):
             if not cols.has(c):
@@ -206,7 +206,7 @@ class Assembler:
             col = scene_key_column(f)
             if fs.entity in ("user", "item"):
                 if cols.has(col):  # int64 keys: never through float (they exceed 2^53)
-                    out[:, j] = [0 if _absent(v) else int(v) for v in cols.vector(col)]
+                    out[:, j] = _int_keys(cols.vector(col))
                 continue
             if fs.column is not None and fs.column in self.log_t.lookups:
                 via = self.log_t.lookups[fs.column].via
@@ -274,7 +274,17 @@ def _absent(v: Any) -> bool:
 
 
 def _none_mask(values: list[Any]) -> np.ndarray:
-    return np.fromiter((_absent(v) for v in values), bool, len(values))
+    """True where a value is absent (None, NaN): :func:`_absent` per value, in one C loop (pandas' ``isna``
+    of an object array; an element that is itself a list is a value, not absent)."""
+    return pd.isna(np.fromiter(values, object, len(values)))
+
+
+def _int_keys(values: list[Any]) -> np.ndarray:
+    """int64 scene keys, 0 where absent; built straight from the Python ints (never through float)."""
+    try:
+        return np.array(values, dtype=np.int64)  # the usual case: every candidate has a key
+    except (TypeError, ValueError, OverflowError):
+        return np.array([0 if _absent(v) else int(v) for v in values], dtype=np.int64)
 
 
 def _floats(values: Any) -> np.ndarray:

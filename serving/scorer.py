@@ -12,6 +12,7 @@ at its start, so in-flight requests finish on the model they started with and no
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -22,12 +23,13 @@ from typing import Any
 import numpy as np
 
 from larr import registry as reg
-from larr.ctr.artifact import LoadedModel, load_model, predict
+from larr.ctr.artifact import LoadedModel, load_model
 from larr.feature_store import SCENE_LOOKUPS
 from larr.spec import Spec
 from serving.assemble import Assembled, Assembler
 from serving.online import BadRequest, OnlineReader
 from serving.request import Scored, ScoreResponse
+from serving.runtime import Runtime, build_runtime
 
 log = logging.getLogger("larr.serve")
 
@@ -38,11 +40,14 @@ class NoModel(RuntimeError):
 
 @dataclass
 class Slot:
-    """One loaded model version and its assembler (immutable once built; swapped whole)."""
+    """One loaded model version, its assembler and the runtime that runs it (immutable once built; swapped
+    whole)."""
 
     version: str
     model: LoadedModel
     assembler: Assembler
+    runtime: Runtime
+    runtime_name: str  # "onnx", "torch", or "torch (onnx failed: ...)"
 
 
 def _version_dir(source: Path) -> tuple[str, Path]:
@@ -63,8 +68,9 @@ class Scorer:
 
     def __init__(self, source: Path, repo: Path, spec: Spec | None = None, max_state_age_s: float = 7200.0,
                  reload_seconds: float = 5.0, llm_backbone: Path | None = None, scene_vocab: Path | None = None,
-                 item_refresh_s: float = 300.0):
+                 item_refresh_s: float = 300.0, runtime: str = "onnx"):
         self.source, self.repo = Path(source), Path(repo)
+        self.runtime = runtime
         self.item_refresh_s = item_refresh_s
         self.max_state_age_s = max_state_age_s
         self.reload_seconds = reload_seconds
@@ -94,7 +100,8 @@ class Scorer:
             lookups = folder / "features" / SCENE_LOOKUPS
             if not lookups.exists() and m.meta.get("scene_table"):
                 lookups = Path(m.meta["scene_table"]) / SCENE_LOOKUPS
-            slot = Slot(version, m, Assembler(m, lookups, self.max_state_age_s))
+            run, run_name = build_runtime(m, self.runtime)
+            slot = Slot(version, m, Assembler(m, lookups, self.max_state_age_s), run, run_name)
             if self.reader is None:
                 self.spec = m.spec
                 self.reader = OnlineReader(self.repo, m.spec, self.item_refresh_s)
@@ -103,7 +110,9 @@ class Scorer:
                     self.reader.items.start(self._stop)
             self.slot = slot  # one assignment: requests in flight keep the slot they took
             self.last_error = None
-            log.info("serving model version %s (%s) from %s", version, m.kind, folder)
+            gc.collect()  # the model is long-lived: out of the collector's way (see serving.app's lifespan)
+            gc.freeze()
+            log.info("serving model version %s (%s, runtime %s) from %s", version, m.kind, run_name, folder)
             return True
 
     def start_watching(self) -> None:
@@ -140,12 +149,16 @@ class Scorer:
             p_ctr, p_ctcvr = self.llm.score(a.batch["scene_keys"].numpy())
         else:
             a.batch.pop("scene_keys", None)
-            p_ctr, p_ctcvr = predict(slot.model.model, [a.batch])
+            p_ctr, p_ctcvr = slot.runtime(a.batch)
         conv = s.has_conversion
-        scored = [Scored(id=c.id, p_ctr=float(p_ctr[i]), p_ctcvr=float(p_ctcvr[i]) if conv else None,
-                         fallbacks=a.per_candidate[i]) for i, c in enumerate(request.candidates)]
-        key = "p_ctcvr" if request.sort_by == "p_ctcvr" and conv else "p_ctr"
-        scored.sort(key=lambda x: -getattr(x, key))
+        key = p_ctcvr if request.sort_by == "p_ctcvr" and conv else p_ctr
+        ctr, ctcvr = p_ctr.tolist(), p_ctcvr.tolist() if conv else None
+        cands = request.candidates
+        # the values are typed already (floats from the model, ids validated with the request): constructed
+        # without a second validation, which cost more than the model for 100 candidates
+        scored = [Scored.model_construct(id=cands[i].id, p_ctr=ctr[i], p_ctcvr=ctcvr[i] if conv else None,
+                                         fallbacks=a.per_candidate[i])
+                  for i in np.argsort(-np.asarray(key, dtype=np.float64), kind="stable").tolist()]
         return ScoreResponse(model_version=slot.version, path=path, scores=scored, fallbacks=a.fallbacks), a
 
 

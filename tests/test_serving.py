@@ -129,6 +129,7 @@ def _parity(built: dict, repo: Path) -> tuple[int, float]:
     request_ids = busy[SPEC.log.request].unique()[:40]  # requests_from_log keeps first-appearance order
     samples = pd.read_parquet(built["jobs"] / "ctr_samples" / f"date={built['test_day']}")
     with LiveServer(create_app(_settings(built, repo))) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
+        assert c.get("/readyz").json()["runtime"] == "onnx"  # the default runtime is the one checked here
         online = {}
         for rid, body in zip(request_ids, requests, strict=True):
             r = c.post("/score", json=body)

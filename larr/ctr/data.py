@@ -130,8 +130,16 @@ class Preprocessor:
         """[n, numeric columns] float32: standardised with the training mean and std (clipped to +-Z_LIMIT); a
         missing value (NaN or infinite) is the training mean, 0, counted in :attr:`missing` (warned the first
         time per column)."""
+        if not self.numeric_columns:
+            return np.zeros((len(df), 0), np.float32)
+        raw = np.stack([df[c].to_numpy(dtype=float, na_value=np.nan) for c in self.numeric_columns], axis=1)
+        return self.numeric_matrix(raw)
+
+    def numeric_matrix(self, raw: np.ndarray) -> np.ndarray:
+        """:meth:`numeric` of the raw float matrix [n, numeric columns] (columns in ``numeric_columns`` order,
+        NaN where missing): what the scoring service calls, which holds its rows as arrays, not a frame."""
         cols = self.numeric_columns
-        x, miss = _numeric(df, cols, self.counts)
+        x, miss = _numeric_raw(np.asarray(raw, dtype=float), cols, self.counts)
         mean = np.array([self.mean[c] for c in cols])
         std = np.array([self.std[c] for c in cols])
         # clipped far outside anything seen in training: a huge value (e.g. 1e300 from a request) would
@@ -144,7 +152,7 @@ class Preprocessor:
                 if c not in self.missing:
                     log.warning("CTR numeric feature %s: %s of %s rows have no value (NaN or infinite); they get "
                                 "the training mean (standardised 0); later ones are counted in "
-                                "Preprocessor.missing", c, f"{k:,}", f"{len(df):,}")
+                                "Preprocessor.missing", c, f"{k:,}", f"{len(z):,}")
                 self.missing[c] = self.missing.get(c, 0) + k
         return z
 
@@ -165,6 +173,12 @@ def _numeric(df: pd.DataFrame, numeric: tuple[str, ...] | list[str],
     if not numeric:
         return np.zeros((len(df), 0)), np.zeros((len(df), 0), bool)
     raw = np.stack([df[c].to_numpy(dtype=float, na_value=np.nan) for c in numeric], axis=1)
+    return _numeric_raw(raw, numeric, counts)
+
+
+def _numeric_raw(raw: np.ndarray, numeric: tuple[str, ...] | list[str],
+                 counts: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_numeric` of the stacked float64 columns."""
     miss = ~np.isfinite(raw)
     x = np.where(miss, np.nan, raw)
     for i, c in enumerate(numeric):
