@@ -12,6 +12,7 @@ outcome, fallbacks by input, and time every request.
 import gc
 import logging
 import time
+from collections import Counter as Tally
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,11 +111,10 @@ def create_app(settings: ServeSettings, spec: Spec | None = None) -> FastAPI:
         metrics.latency.labels(path).observe(time.perf_counter() - t0)
         metrics.requests.labels(path, "ok").inc()
         metrics.candidates.inc(len(resp.scores))
-        for f in resp.fallbacks:
-            metrics.fallbacks.labels(f.split(":", 1)[0]).inc()
-        for s in resp.scores:
-            for f in s.fallbacks:
-                metrics.fallbacks.labels(f.split(":", 1)[0]).inc()
+        inputs = Tally(f.split(":", 1)[0] for f in resp.fallbacks)
+        inputs.update(f.split(":", 1)[0] for s in resp.scores for f in s.fallbacks)
+        for name, k in inputs.items():  # one locked update per input, not one per candidate
+            metrics.fallbacks.labels(name).inc(k)
         # serialised by pydantic's own JSON encoder: the response was built from typed values, so FastAPI's
         # second validation of it against ``response_model`` (kept for the OpenAPI schema) is skipped
         return Response(resp.model_dump_json(), media_type="application/json")

@@ -36,6 +36,7 @@ from serving.online import OnlineViews
 from serving.request import needed_log_columns
 
 EPOCH = pd.Timestamp("1970-01-01")
+RENDER_CACHE = 1 << 16  # remembered (scene field, input values) -> key pairs per model version
 
 
 @dataclass
@@ -63,6 +64,7 @@ class Assembler:
             t = pd.read_parquet(scene_lookups)
             self.lookups = {(f, v): int(k) for f, v, k in zip(t["field"], t["value"], t["scene_key"], strict=True)}
         self.groups = _realtime_groups(m.spec)
+        self._render_cache: dict[tuple, int] = {}
 
     # ----- the columns of the candidates' rows: a value shared by all, or one value per candidate
     def columns(self, request: Any, online: dict[str, list[Any]], fallbacks: list[str]) -> _Columns:
@@ -178,7 +180,7 @@ class Assembler:
             elif c in cols.const:
                 cat[:, j] = vocab.get(_as_str(cols.const[c]), OOV)
             else:
-                cat[:, j] = [vocab.get(_as_str(v), OOV) for v in cols.per[c]]
+                cat[:, j] = [vocab.get(k, OOV) for k in map(_as_str, cols.per[c])]
             oov = cat[:, j] == OOV
             if not oov.any():
                 continue
@@ -206,23 +208,39 @@ class Assembler:
             col = scene_key_column(f)
             if fs.entity in ("user", "item"):
                 if cols.has(col):  # int64 keys: never through float (they exceed 2^53)
-                    out[:, j] = _int_keys(cols.vector(col))
+                    out[:, j] = _int_keys([cols.const[col]] if col in cols.const else cols.per[col])
                 continue
             if fs.column is not None and fs.column in self.log_t.lookups:
                 via = self.log_t.lookups[fs.column].via
-                out[:, j] = [self.lookups.get((f, str(v)), 0) for v in cols.vector(via)] if cols.has(via) else 0
+                if not cols.has(via):
+                    continue
+                if via in cols.const:  # one value for every candidate: one lookup
+                    out[:, j] = self.lookups.get((f, str(cols.const[via])), 0)
+                else:
+                    out[:, j] = [self.lookups.get((f, str(v)), 0) for v in cols.per[via]]
             else:  # rendered once per distinct input (usually one: the request's context)
                 inputs = [c for c in ([fs.column] if fs.column is not None else fs.inputs()) if cols.has(c)]
-                rows = list(zip(*(cols.vector(c) for c in inputs), strict=True)) if inputs else [()] * n
-                done: dict[tuple, int] = {}
-                for i, vals in enumerate(rows):
-                    if vals not in done:
-                        done[vals] = self._render_key(f, fs, dict(zip(inputs, vals, strict=True)))
-                    out[i, j] = done[vals]
+                if cols.shared(inputs):
+                    out[:, j] = self._rendered_key(f, fs, inputs, tuple(cols.const[c] for c in inputs))
+                else:
+                    for i, vals in enumerate(zip(*(cols.vector(c) for c in inputs), strict=True)):
+                        out[i, j] = self._rendered_key(f, fs, inputs, vals)
             if (out[:, j] == 0).any():
                 fallbacks.append(f"{f}: no scene value for {int((out[:, j] == 0).sum())} of {n} "
                                  "candidates (no vector, masked out)")
         return out
+
+    def _rendered_key(self, f: str, fs: Any, inputs: list[str], vals: tuple) -> int:
+        """:meth:`_render_key`, remembered per (field, input values): context fields take few distinct
+        values (a weather, an hour, a district), so most requests render nothing.  Bounded: cleared past
+        :data:`RENDER_CACHE` entries."""
+        key = (f, *vals)
+        got = self._render_cache.get(key)
+        if got is None:
+            if len(self._render_cache) >= RENDER_CACHE:
+                self._render_cache.clear()
+            got = self._render_cache[key] = self._render_key(f, fs, dict(zip(inputs, vals, strict=True)))
+        return got
 
     def _render_key(self, f: str, fs: Any, row: dict[str, Any]) -> int:
         try:
@@ -276,7 +294,10 @@ def _absent(v: Any) -> bool:
 def _none_mask(values: list[Any]) -> np.ndarray:
     """True where a value is absent (None, NaN): :func:`_absent` per value, in one C loop (pandas' ``isna``
     of an object array; an element that is itself a list is a value, not absent)."""
-    return pd.isna(np.fromiter(values, object, len(values)))
+    try:  # the usual column: numbers and None (None -> NaN)
+        return np.isnan(np.array(values, dtype=float))
+    except (TypeError, ValueError):  # strings, lists, ...
+        return pd.isna(np.fromiter(values, object, len(values)))
 
 
 def _int_keys(values: list[Any]) -> np.ndarray:
@@ -298,10 +319,10 @@ def _floats(values: Any) -> np.ndarray:
     return pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce").to_numpy(float, na_value=np.nan)
 
 
-def _as_str(v: Any) -> str:
-    """The vocabulary key of a value: what ``Series.astype(str)`` gave for it when the vocabulary was fitted
-    on the parquet column (an int64 column: ``"12"``; a string column: the string)."""
-    return str(v)
+# The vocabulary key of a value: what ``Series.astype(str)`` gave for it when the vocabulary was fitted on the
+# parquet column (an int64 column: "12"; a string column: the string).  The builtin itself, not a wrapper:
+# it runs once per candidate and column.
+_as_str = str
 
 
 def ts_day(ts: Any) -> int:
