@@ -1,13 +1,17 @@
 """Scoring service latency: LARR (no LLM on the request path) vs the LLM-in-the-loop path, SQLite vs Redis.
 
-Starts ``larr serve`` as a separate process per online store (one worker, one torch thread), then loads it
-from this process over loopback at low concurrency: ``--requests`` requests per path, each with
-``--candidates`` candidates made from real test-day log requests, bounded by ``--seconds`` per path.
-Prints p50/p99 latency and requests/s per (store, path), their ratios, and writes JSON.
+Per online store, starts one ``larr serve`` process (one worker, one torch thread) per way of running the
+model (``--runtimes``: ONNX Runtime, the default, and eager PyTorch) and, with ``--before REV``, one more from
+a git worktree of that revision; all are up at once and each is loaded in turn from this process over
+loopback at low concurrency (one request at a time), in interleaved blocks of ``--block`` requests, so that
+the noise of a shared machine falls on every server alike.  ``--requests`` LARR requests per server and
+``--llm-requests`` on the LLM path (first server), each with ``--candidates`` candidates made from real
+test-day log requests, bounded by ``--seconds`` per server.  Prints p50/p99 latency and requests/s per
+(store, server, path), their ratios, and the in-process time of each stage; writes JSON.
 
     bash benchmarks/serving_world.sh runs/bench/serving_world   # the tiny world, ~10 min
     .venv/bin/python -m benchmarks.serving --data runs/bench/serving_world/data --run runs/bench/serving_world/run \
-        --redis 127.0.0.1:6379
+        --redis 127.0.0.1:6379 [--before REV]
 
 ``--run`` holds ``registry/`` (a champion) and ``llm/cpt/model`` (the CPT backbone of the LLM path); ``--data`` the raw
 world with ``jobs/`` and ``features/`` (serving views exported, see ``larr features publish``).
@@ -21,6 +25,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -42,25 +47,71 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def _serve(args: argparse.Namespace, repo: Path, port: int, runtime: str = "onnx") -> subprocess.Popen:
+def _serve(args: argparse.Namespace, repo: Path, port: int, runtime: str | None = "onnx",
+           root: Path | None = None) -> subprocess.Popen:
+    """``larr serve`` on ``port``; ``root``: the source tree it runs from (a worktree of ``--before``), whose
+    command line may predate ``--runtime`` (``runtime`` None)."""
     cmd = [str(Path(sys.executable).parent / "larr"), "serve", "--registry", str(args.run / "registry"),
            "--repo", str(repo), "--port", str(port), "--llm-backbone", str(args.run / "llm" / "cpt" / "model"),
            "--scene-vocab", str(args.data / "jobs" / "scene_vocab"), "--reload-seconds", "0",
-           "--max-state-age-s", str(10 ** 9), "--runtime", runtime]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env=dict(os.environ, OMP_NUM_THREADS="1"))
-    end = time.monotonic() + 180
+           "--max-state-age-s", str(10 ** 9)] + (["--runtime", runtime] if runtime else [])
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    if root is not None:  # its packages before the installed (editable) ones
+        env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    return proc
+
+
+def _wait_ready(proc: subprocess.Popen, port: int, seconds: float = 300) -> None:
+    end = time.monotonic() + seconds
     while time.monotonic() < end:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200:
-                return proc
+                return
         except httpx.TransportError:
             pass
         if proc.poll() is not None:
-            raise SystemExit(f"larr serve exited: {proc.stderr.read().decode()[-2000:]}")
+            raise SystemExit(f"larr serve on port {port} exited with {proc.returncode}")
         time.sleep(0.5)
     proc.kill()
-    raise SystemExit("larr serve did not become ready in 180 s")
+    raise SystemExit(f"larr serve on port {port} did not become ready in {seconds:.0f} s")
+
+
+def _interleaved(urls: dict[str, str], bodies: list[dict], n: int, block: int, seconds: float
+                 ) -> dict[str, dict[str, float]]:
+    """LARR-path latency of every server, ``block`` requests at a time in turn until each has ``n`` (or
+    ``seconds`` of its own time have passed)."""
+    lat: dict[str, list[float]] = {k: [] for k in urls}
+    spent = dict.fromkeys(urls, 0.0)
+    clients = {k: httpx.Client(base_url=u, timeout=120) for k, u in urls.items()}
+    try:
+        for c in clients.values():
+            for i in range(3):  # warm-up
+                c.post("/score", params={"path": "larr"}, json=bodies[i % len(bodies)])
+        i = 0
+        while any(len(lat[k]) < n and spent[k] < seconds for k in urls):
+            for k, c in clients.items():
+                if len(lat[k]) >= n or spent[k] >= seconds:
+                    continue
+                for _ in range(min(block, n - len(lat[k]))):
+                    t = time.perf_counter()
+                    r = c.post("/score", params={"path": "larr"}, json=bodies[i % len(bodies)])
+                    dt = time.perf_counter() - t
+                    if r.status_code != 200:
+                        raise SystemExit(f"{k}: HTTP {r.status_code}: {r.text[:500]}")
+                    lat[k].append(dt)
+                    spent[k] += dt
+                    i += 1
+    finally:
+        for c in clients.values():
+            c.close()
+    return {k: _summary(v, spent[k]) for k, v in lat.items()}
+
+
+def _summary(lat: list[float], wall: float) -> dict[str, float]:
+    ms = np.array(lat) * 1000
+    return {"requests": len(lat), "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+            "requests_per_s": len(lat) / wall}
 
 
 def _load(url: str, bodies: list[dict], path: str, n: int, seconds: float) -> dict[str, float]:
@@ -79,9 +130,34 @@ def _load(url: str, bodies: list[dict], path: str, n: int, seconds: float) -> di
             if time.monotonic() > t_end:
                 break
         wall = time.perf_counter() - t0
-    ms = np.array(lat) * 1000
-    return {"requests": len(lat), "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-            "requests_per_s": len(lat) / wall}
+    return _summary(lat, wall)
+
+
+def _healthz(url: str, n: int = 300) -> dict[str, float]:
+    """The floor under every figure: a request that does no work, through the same client and server."""
+    lat = []
+    with httpx.Client(base_url=url, timeout=30) as c:
+        for i in range(n + 20):
+            t = time.perf_counter()
+            c.get("/healthz")
+            if i >= 20:
+                lat.append(time.perf_counter() - t)
+    return _summary(lat, sum(lat))
+
+
+def _graph(registry: Path) -> dict | None:
+    """Node count and operator histogram of the champion's cached ONNX graph (what ONNX Runtime runs)."""
+    from collections import Counter
+
+    import onnx
+
+    from larr import registry as reg
+
+    folder = reg.champion_dir(registry)
+    if folder is None or not (folder / "model.onnx").exists():
+        return None
+    nodes = onnx.load(str(folder / "model.onnx")).graph.node
+    return {"nodes": len(nodes), "ops": dict(Counter(n.op_type for n in nodes).most_common(8))}
 
 
 def _stages(args: argparse.Namespace, repo: Path, bodies: list[dict], n: int = 50,
@@ -126,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runtimes", nargs="+", choices=["onnx", "torch"], default=["onnx", "torch"],
                     help="how the service runs the CTR model (`larr serve --runtime`); each gets its own server "
                          "process, one after the other (default both: onnx, the default, then torch)")
+    ap.add_argument("--block", type=int, default=25, help="requests per server per turn (default 25)")
+    ap.add_argument("--before", metavar="REV", help="also serve with the code of this git revision (a worktree), "
+                                                    "interleaved with the others: a before/after in one run")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench" / "serving.json")
     args = ap.parse_args(argv)
     spec = load_spec()
@@ -136,45 +215,71 @@ def main(argv: list[str] | None = None) -> int:
     for i, b in enumerate(bodies):  # pad every request to --candidates real candidates of the day
         b["candidates"] = (b["candidates"] + pool[i * 7:])[:args.candidates]
     stores = [("sqlite", "")] + ([("redis", args.redis)] if args.redis else [])
+    servers: list[tuple[str, str | None, Path | None]] = [(rt, rt, None) for rt in args.runtimes]
+    tmp = None
+    if args.before:
+        tmp = tempfile.mkdtemp(prefix="larr-bench-before-")
+        subprocess.run(["git", "worktree", "add", "--detach", tmp, args.before], cwd=ROOT, check=True,
+                       capture_output=True)
+        servers.append((f"before {args.before}", None, Path(tmp)))
     rows = []
     stages: dict[str, dict[str, float]] = {}
-    for store, addr in stores:
-        repo = fsx.prepare_repo(args.run / f"bench_repo_{store}", args.data / "features", online=store,
-                                project="bench_serving", **({"redis": addr} if addr else {}))
-        fsx.apply(repo)
-        fsx.materialize(repo, datetime.fromisoformat(day) - timedelta(days=40), datetime.fromisoformat(day)
-                        + timedelta(days=1))
-        for runtime in args.runtimes:
-            port = _port()
-            proc = _serve(args, repo, port, runtime)
+    floor: dict[str, dict[str, float]] = {}
+    try:
+        for store, addr in stores:
+            repo = fsx.prepare_repo(args.run / f"bench_repo_{store}", args.data / "features", online=store,
+                                    project="bench_serving", **({"redis": addr} if addr else {}))
+            fsx.apply(repo)
+            fsx.materialize(repo, datetime.fromisoformat(day) - timedelta(days=40),
+                            datetime.fromisoformat(day) + timedelta(days=1))
+            procs = {}
             try:
-                paths = [("larr", args.requests)] + ([("llm", args.llm_requests)] if runtime == args.runtimes[0] else [])
-                for path, n in paths:
-                    r = _load(f"http://127.0.0.1:{port}", bodies, path, n, args.seconds)
-                    rows.append({"store": store, "path": path, "runtime": runtime if path == "larr" else "torch",
-                                 "candidates": args.candidates, **r})
+                for label, runtime, root in servers:
+                    port = _port()
+                    procs[label] = (_serve(args, repo, port, runtime, root), port)
+                for proc, port in procs.values():
+                    _wait_ready(proc, port)
+                urls = {k: f"http://127.0.0.1:{port}" for k, (_, port) in procs.items()}
+                for label, r in _interleaved(urls, bodies, args.requests, args.block, args.seconds).items():
+                    rows.append({"store": store, "server": label, "path": "larr", "candidates": args.candidates, **r})
+                first = servers[0][0]
+                rows.append({"store": store, "server": first, "path": "llm", "candidates": args.candidates,
+                             **_load(urls[first], bodies, "llm", args.llm_requests, args.seconds)})
+                floor[store] = _healthz(urls[first])
             finally:
-                proc.terminate()
-                proc.wait(30)
-            stages[f"{store}/{runtime}"] = _stages(args, repo, bodies, runtime=runtime)
-    print(f"{'store':8} {'path':5} {'model on':8} {'requests':>8} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>8}")
+                for proc, _ in procs.values():
+                    proc.terminate()
+                for proc, _ in procs.values():
+                    proc.wait(30)
+            for runtime in args.runtimes:
+                stages[f"{store}/{runtime}"] = _stages(args, repo, bodies, runtime=runtime)
+    finally:
+        if tmp:
+            subprocess.run(["git", "worktree", "remove", "--force", tmp], cwd=ROOT, check=False, capture_output=True)
+    print(f"{'store':8} {'server':16} {'path':5} {'requests':>8} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>8}")
     for r in rows:
-        print(f"{r['store']:8} {r['path']:5} {r['runtime']:8} {r['requests']:8d} {r['p50_ms']:9.1f} "
+        print(f"{r['store']:8} {r['server']:16} {r['path']:5} {r['requests']:8d} {r['p50_ms']:9.1f} "
               f"{r['p99_ms']:9.1f} {r['requests_per_s']:8.2f}")
     ratios = {}
     for store, _ in stores:
         b = next(r for r in rows if r["store"] == store and r["path"] == "llm")
-        for runtime in args.runtimes:
-            a = next(r for r in rows if r["store"] == store and r["path"] == "larr" and r["runtime"] == runtime)
-            key = f"{store}/{runtime}"
+        for a in (r for r in rows if r["store"] == store and r["path"] == "larr"):
+            key = f"{store}/{a['server']}"
             ratios[key] = {"p50_llm_over_larr": b["p50_ms"] / a["p50_ms"],
                            "p99_llm_over_larr": b["p99_ms"] / a["p99_ms"]}
             print(f"{key}: LLM-in-the-loop / LARR latency: p50 {ratios[key]['p50_llm_over_larr']:.1f}x, "
                   f"p99 {ratios[key]['p99_llm_over_larr']:.1f}x")
     for key, st in stages.items():
         print(f"{key}: LARR in-process p50: " + ", ".join(f"{k[:-7]} {v:.1f} ms" for k, v in st.items()))
+    for store, f in floor.items():
+        print(f"{store}: GET /healthz round trip (client + HTTP, no work): p50 {f['p50_ms']:.2f} ms, "
+              f"p99 {f['p99_ms']:.2f} ms")
+    graph = _graph(args.run / "registry")
+    if graph:
+        print(f"ONNX graph: {graph['nodes']} nodes; " + ", ".join(f"{k} {v}" for k, v in graph["ops"].items()))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"rows": rows, "ratios": ratios, "stages": stages, "day": day,
+    args.out.write_text(json.dumps({"rows": rows, "ratios": ratios, "stages": stages, "healthz": floor,
+                                    "onnx_graph": graph, "day": day,
                                     "config": {k: str(v) for k, v in vars(args).items()}}, indent=2))
     print(f"wrote {args.out}")
     return 0
