@@ -119,10 +119,11 @@ README_FIGURES: dict[str, tuple[float, str]] = {
     "encode_texts_per_s": (1306, "README § LLM stages 1-2: 'encode 1,306 texts/s' (CPU, 2 cores)"),
     "cpt_tokens_per_s": (14035, "README § LLM stages 1-2: 'CPT 14,035 training tokens/s' (CPU, 2 cores)"),
     "llm_parameters": (670_000, "README § Scoring service: 'the tiny world's 0.67M-parameter backbone'"),
-    "serving_rps": (63.5, "README § Scoring service table: Redis, LARR, 63.5 req/s"),
-    "serving_p50_ms": (14.1, "README § Scoring service table: Redis, LARR, p50 14.1 ms"),
-    "serving_p99_ms": (26.7, "README § Scoring service table: Redis, LARR, p99 26.7 ms"),
-    "serving_llm_rps": (4.7, "README § Scoring service table: Redis, LLM-in-the-loop, 4.7 req/s"),
+    "serving_rps": (94.1, "docs/benchmarks/serving_run2.json rows[store=redis,server=onnx,path=larr]: 94.1 req/s"),
+    "serving_p50_ms": (10.5, "README § Scoring service table: Redis, ONNX Runtime, LARR, run 2, p50 10.5 ms"),
+    "serving_p99_ms": (22.8, "README § Scoring service table: Redis, ONNX Runtime, LARR, run 2, p99 22.8 ms"),
+    "serving_llm_rps": (4.8, "docs/benchmarks/serving_run2.json rows[store=redis,path=llm,llm=run's CPT "
+                             "backbone]: 4.8 req/s"),
     "ctr_samples_per_s": (18774, "README § CTR model: LARR 'training samples/s (batch 2,400)' 18,774 "
                                  "(model loop, 2 cores)"),
     "stream_events_per_s": (7622, "README § Streaming table: Redis, 'into the online store' 7,622 ev/s"),
@@ -646,7 +647,8 @@ def plan(inp: Inputs, views: list[View]) -> list[Section]:
         parts = " + ".join(f"{k.removesuffix('_p50_ms')} {v:.2g}" for k, v in stages.items())
         s.add("where a request's time goes (p50, in-process)", parts + " ms", f"{sum(stages.values()):.3g} ms of "
               "the request", f"{inp.src('serving')} stages.{stage_key}; the rest is HTTP and JSON")
-    llm = inp.pick("serving", "rows", lambda r: r.get("store") == "redis" and r.get("path") == "llm",
+    llm = inp.pick("serving", "rows", lambda r: r.get("store") == "redis" and r.get("path") == "llm"
+                   and r.get("llm", "run's CPT backbone") == "run's CPT backbone",  # the measured tiny LLM
                    "requests_per_s", "store=redis,path=llm") or inp.readme("serving_llm_rps", "serving")
     s.add("LLM-in-the-loop, measured tiny LLM: workers",
           f"⌈{num(req_peak)} ÷ ({num(llm.value)} × {A['serving_utilisation']:g})⌉",

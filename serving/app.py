@@ -9,10 +9,10 @@ outcome, fallbacks by input, and time every request.
 """
 
 
+import collections
 import gc
 import logging
 import time
-from collections import Counter as Tally
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,9 +77,10 @@ def create_app(settings: ServeSettings, spec: Spec | None = None) -> FastAPI:
 
         torch.set_num_threads(1)  # one torch thread per worker: workers scale across cores
         scorer.start_watching()
-        # Everything loaded so far (torch, Feast, the model, the item cache) lives as long as the process:
-        # moved out of the collector's generations, a full collection no longer walks it, which would
-        # otherwise add pauses of several ms to whichever request triggers one (the p99).
+        # Everything loaded so far (torch, Feast, the first model, the item cache) lives as long as the
+        # process: moved out of the collector's generations once, at start-up, a full collection no longer
+        # walks it inside a request.  Not after a hot reload: frozen objects are never collected, and an old
+        # version's cycles would leak.
         gc.collect()
         gc.freeze()
         yield
@@ -111,7 +112,7 @@ def create_app(settings: ServeSettings, spec: Spec | None = None) -> FastAPI:
         metrics.latency.labels(path).observe(time.perf_counter() - t0)
         metrics.requests.labels(path, "ok").inc()
         metrics.candidates.inc(len(resp.scores))
-        inputs = Tally(f.split(":", 1)[0] for f in resp.fallbacks)
+        inputs = collections.Counter(f.split(":", 1)[0] for f in resp.fallbacks)
         inputs.update(f.split(":", 1)[0] for s in resp.scores for f in s.fallbacks)
         for name, k in inputs.items():  # one locked update per input, not one per candidate
             metrics.fallbacks.labels(name).inc(k)

@@ -36,7 +36,7 @@ from serving.online import OnlineViews
 from serving.request import needed_log_columns
 
 EPOCH = pd.Timestamp("1970-01-01")
-RENDER_CACHE = 1 << 16  # remembered (scene field, input values) -> key pairs per model version
+RENDER_CACHE_MAX = 1 << 16  # remembered (scene field, input values) -> key pairs per model version
 
 
 @dataclass
@@ -213,8 +213,8 @@ class Assembler:
             if fs.column is not None and fs.column in self.log_t.lookups:
                 via = self.log_t.lookups[fs.column].via
                 if not cols.has(via):
-                    continue
-                if via in cols.const:  # one value for every candidate: one lookup
+                    pass  # no key: 0, reported below
+                elif via in cols.const:  # one value for every candidate: one lookup
                     out[:, j] = self.lookups.get((f, str(cols.const[via])), 0)
                 else:
                     out[:, j] = [self.lookups.get((f, str(v)), 0) for v in cols.per[via]]
@@ -233,11 +233,11 @@ class Assembler:
     def _rendered_key(self, f: str, fs: Any, inputs: list[str], vals: tuple) -> int:
         """:meth:`_render_key`, remembered per (field, input values): context fields take few distinct
         values (a weather, an hour, a district), so most requests render nothing.  Bounded: cleared past
-        :data:`RENDER_CACHE` entries."""
-        key = (f, *vals)
+        :data:`RENDER_CACHE_MAX` entries."""
+        key = (f, tuple(inputs), vals)  # the inputs present differ between requests: part of the key
         got = self._render_cache.get(key)
         if got is None:
-            if len(self._render_cache) >= RENDER_CACHE:
+            if len(self._render_cache) >= RENDER_CACHE_MAX:
                 self._render_cache.clear()
             got = self._render_cache[key] = self._render_key(f, fs, dict(zip(inputs, vals, strict=True)))
         return got
@@ -292,12 +292,16 @@ def _absent(v: Any) -> bool:
 
 
 def _none_mask(values: list[Any]) -> np.ndarray:
-    """True where a value is absent (None, NaN): :func:`_absent` per value, in one C loop (pandas' ``isna``
-    of an object array; an element that is itself a list is a value, not absent)."""
-    try:  # the usual column: numbers and None (None -> NaN)
-        return np.isnan(np.array(values, dtype=float))
-    except (TypeError, ValueError):  # strings, lists, ...
-        return pd.isna(np.fromiter(values, object, len(values)))
+    """True where a value is absent, in C loops rather than one Python call per value (it runs for every
+    column of every request): a column of plain numbers is checked with ``isnan``, anything else with
+    pandas' ``isna`` of a 1-D object array.  Absent: None, float NaN (also numpy's float32 NaN, ``pd.NA``
+    and ``NaT``); a string (even "nan") or a list is a value."""
+    arr = np.asarray(values) if len(values) else np.zeros(0)
+    if arr.ndim == 1 and arr.dtype.kind in "fc":
+        return np.isnan(arr)
+    if arr.ndim == 1 and arr.dtype.kind in "iub":
+        return np.zeros(len(arr), bool)
+    return pd.isna(np.fromiter(values, object, len(values)))
 
 
 def _int_keys(values: list[Any]) -> np.ndarray:

@@ -12,7 +12,6 @@ at its start, so in-flight requests finish on the model they started with and no
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 import time
@@ -110,8 +109,6 @@ class Scorer:
                     self.reader.items.start(self._stop)
             self.slot = slot  # one assignment: requests in flight keep the slot they took
             self.last_error = None
-            gc.collect()  # the model is long-lived: out of the collector's way (see serving.app's lifespan)
-            gc.freeze()
             log.info("serving model version %s (%s, runtime %s) from %s", version, m.kind, run_name, folder)
             return True
 
@@ -150,18 +147,20 @@ class Scorer:
         else:
             a.batch.pop("scene_keys", None)
             p_ctr, p_ctcvr = slot.runtime(a.batch)
+        if not (np.isfinite(p_ctr).all() and np.isfinite(p_ctcvr).all()):  # never a null score in a 200
+            raise RuntimeError(f"model version {slot.version} returned a non-finite score for this request")
         conv = s.has_conversion
         key = p_ctcvr if request.sort_by == "p_ctcvr" and conv else p_ctr
         ctr, ctcvr = p_ctr.tolist(), p_ctcvr.tolist() if conv else None
         cands = request.candidates
-        # plain dicts validated in one call by pydantic-core: per-candidate model objects built in Python
-        # cost more than the model itself for 100 candidates
+        # plain dicts validated in one call by pydantic-core, not one pydantic object built per candidate
         scored = [{"id": cands[i].id, "p_ctr": ctr[i], "p_ctcvr": ctcvr[i] if conv else None,
                    "fallbacks": a.per_candidate[i]}
                   for i in np.argsort(-np.asarray(key, dtype=np.float64), kind="stable").tolist()]
         resp = ScoreResponse.model_validate({"model_version": slot.version, "path": path, "scores": scored,
                                              "fallbacks": a.fallbacks})
         return resp, a
+
 
 class _LlmPath:
     """The P5-style baseline on the request path: the impression's N field texts concatenated and one LLM

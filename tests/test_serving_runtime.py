@@ -4,7 +4,6 @@ fall back to PyTorch (saying why) when a graph disagrees.  Real exports, real ON
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -56,29 +55,48 @@ def test_the_graph_is_cached_for_its_own_weights_only(tmp_path: Path) -> None:
     run, name = build_runtime(m, "onnx")  # the same weights: the cached graph is used as it is
     assert name == "onnx" and graph.stat().st_mtime_ns == first
     retrained = _loaded(tmp_path, "larr", seed=2)  # new weights in the same folder: exported again
-    os.utime(graph, ns=(first, first))
     run, name = build_runtime(retrained, "onnx")
     assert name == "onnx" and graph.stat().st_mtime_ns != first
     batch = probe_batch(retrained.model, len(SPEC.scene), n=20, seed=5)
     assert np.abs(predict(retrained.model, [batch])[0] - run(batch)[0]).max() <= PARITY_TOL
 
 
-def test_a_graph_that_disagrees_falls_back_to_pytorch_and_says_why(tmp_path: Path) -> None:
-    """A cached graph stamped for these weights but computing something else (a corrupted or hand-copied
-    file) is caught by the check at load: the service scores with PyTorch, and the reason is reported."""
+def test_a_cached_graph_that_disagrees_is_exported_again(tmp_path: Path) -> None:
+    """A cached graph stamped for these weights but computing something else (made by older model code, or a
+    corrupted copy) is caught by the check at load and replaced by a fresh export."""
     other = _loaded(tmp_path / "other", "larr", seed=8)
     build_runtime(other, "onnx")
     m = _loaded(tmp_path / "model", "larr", seed=9)
     build_runtime(m, "onnx")
-    stamped_for_m = (tmp_path / "model" / ONNX_FILE).read_bytes()
     import onnx
 
+    cache = tmp_path / "model" / ONNX_FILE
     wrong = onnx.load_from_string((tmp_path / "other" / ONNX_FILE).read_bytes())
     wrong.ClearField("metadata_props")
-    wrong.metadata_props.extend(onnx.load_from_string(stamped_for_m).metadata_props)
-    (tmp_path / "model" / ONNX_FILE).write_bytes(wrong.SerializeToString())
+    wrong.metadata_props.extend(onnx.load_from_string(cache.read_bytes()).metadata_props)
+    cache.write_bytes(wrong.SerializeToString())
+    batch = probe_batch(m.model, len(SPEC.scene), n=10, seed=4)
+    stale = onnx_runtime_of(cache.read_bytes())
+    assert np.abs(stale(batch)[0] - predict(m.model, [batch])[0]).max() > PARITY_TOL  # the cache is wrong
     run, name = build_runtime(m, "onnx")
-    assert name.startswith("torch (onnx failed:") and "differs from PyTorch" in name
+    assert name == "onnx"
+    assert np.abs(run(batch)[0] - predict(m.model, [batch])[0]).max() <= PARITY_TOL
+    assert np.abs(onnx_runtime_of(cache.read_bytes())(batch)[0] - predict(m.model, [batch])[0]).max() <= PARITY_TOL
+
+
+def onnx_runtime_of(blob: bytes):
+    """A bare ONNX Runtime session on ``blob`` (no stamp, no check)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
+    return lambda b: session.run(None, {k: v.numpy() for k, v in b.items()})
+
+
+def test_a_model_that_cannot_be_exported_is_served_with_pytorch_and_says_why(tmp_path: Path) -> None:
+    m = _loaded(tmp_path, "larr", seed=5)
+    (tmp_path / "model.pt").unlink()  # nothing to stamp a graph with: the ONNX path fails
+    run, name = build_runtime(m, "onnx")
+    assert name.startswith("torch (onnx failed: FileNotFoundError")
     batch = probe_batch(m.model, len(SPEC.scene), n=10, seed=4)
     assert np.array_equal(run(batch)[0], predict(m.model, [batch])[0])
 
