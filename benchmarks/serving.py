@@ -78,9 +78,9 @@ def _wait_ready(proc: subprocess.Popen, port: int, seconds: float = 300) -> None
     raise SystemExit(f"larr serve on port {port} did not become ready in {seconds:.0f} s")
 
 
-def _interleaved(urls: dict[str, str], bodies: list[dict], n: int, block: int, seconds: float
-                 ) -> dict[str, dict[str, float]]:
-    """LARR-path latency of every server, ``block`` requests at a time in turn until each has ``n`` (or
+def _interleaved(urls: dict[str, str], bodies: list[dict], n: int, block: int, seconds: float,
+                 path: str = "larr") -> dict[str, dict[str, float]]:
+    """Latency of every server on ``path``, ``block`` requests at a time in turn until each has ``n`` (or
     ``seconds`` of its own time have passed)."""
     lat: dict[str, list[float]] = {k: [] for k in urls}
     spent = dict.fromkeys(urls, 0.0)
@@ -88,7 +88,7 @@ def _interleaved(urls: dict[str, str], bodies: list[dict], n: int, block: int, s
     try:
         for c in clients.values():
             for i in range(3):  # warm-up
-                c.post("/score", params={"path": "larr"}, json=bodies[i % len(bodies)])
+                c.post("/score", params={"path": path}, json=bodies[i % len(bodies)])
         i = 0
         while any(len(lat[k]) < n and spent[k] < seconds for k in urls):
             for k, c in clients.items():
@@ -96,10 +96,10 @@ def _interleaved(urls: dict[str, str], bodies: list[dict], n: int, block: int, s
                     continue
                 for _ in range(min(block, n - len(lat[k]))):
                     t = time.perf_counter()
-                    r = c.post("/score", params={"path": "larr"}, json=bodies[i % len(bodies)])
+                    r = c.post("/score", params={"path": path}, json=bodies[i % len(bodies)])
                     dt = time.perf_counter() - t
                     if r.status_code != 200:
-                        raise SystemExit(f"{k}: HTTP {r.status_code}: {r.text[:500]}")
+                        raise SystemExit(f"{k} ({path}): HTTP {r.status_code}: {r.text[:500]}")
                     lat[k].append(dt)
                     spent[k] += dt
                     i += 1
@@ -109,29 +109,15 @@ def _interleaved(urls: dict[str, str], bodies: list[dict], n: int, block: int, s
     return {k: _summary(v, spent[k]) for k, v in lat.items()}
 
 
+def _load(url: str, bodies: list[dict], path: str, n: int, seconds: float) -> dict[str, float]:
+    """One server's latency on ``path``, ``n`` requests one after the other."""
+    return _interleaved({"one": url}, bodies, n, n, seconds, path)["one"]
+
+
 def _summary(lat: list[float], wall: float) -> dict[str, float]:
     ms = np.array(lat) * 1000
     return {"requests": len(lat), "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
             "requests_per_s": len(lat) / wall}
-
-
-def _load(url: str, bodies: list[dict], path: str, n: int, seconds: float) -> dict[str, float]:
-    lat = []
-    with httpx.Client(base_url=url, timeout=120) as c:
-        for i in range(3):  # warm-up
-            c.post("/score", params={"path": path}, json=bodies[i % len(bodies)])
-        t_end = time.monotonic() + seconds
-        t0 = time.perf_counter()
-        for i in range(n):
-            t = time.perf_counter()
-            r = c.post("/score", params={"path": path}, json=bodies[i % len(bodies)])
-            lat.append(time.perf_counter() - t)
-            if r.status_code != 200:
-                raise SystemExit(f"{path}: HTTP {r.status_code}: {r.text[:500]}")
-            if time.monotonic() > t_end:
-                break
-        wall = time.perf_counter() - t0
-    return _summary(lat, wall)
 
 
 def _healthz(url: str, n: int = 300) -> dict[str, float]:
