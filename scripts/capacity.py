@@ -1,12 +1,13 @@
 """Capacity plan on paper: the resources larr would need at the LARR paper's scale, derived line by line from
 the per-unit costs the benchmarks measured here, and written to ``docs/capacity.md``.
 
-    .venv/bin/python scripts/capacity.py [--bench runs/bench] [--out docs/capacity.md]
+    .venv/bin/python scripts/capacity.py [--bench runs/bench docs/benchmarks] [--out docs/capacity.md]
 
 Inputs (read only, standard library only):
 
-* ``runs/bench/{spark_jobs,llm_stages,embedding,ctr_training,serving,streaming,feature_store}.json`` -- what
-  ``benchmarks/*.py`` wrote.  A file or field that is missing falls back to the figure the README's benchmark
+* ``{spark_jobs,llm_stages,embedding,ctr_training,serving,streaming,feature_store}.json`` -- what
+  ``benchmarks/*.py`` wrote, from the first ``--bench`` folder holding each: ``runs/bench`` (a local run, not in
+  git), then ``docs/benchmarks`` (the runs the README cites, committed).  A file or field that is missing falls back to the figure the README's benchmark
   section records (each such line says so), and where neither exists the line says "not measured".
 * ``data/small/manifest.json`` and ``data/small/jobs/{scene_vocab,embed_features}/_manifest.json`` -- the size
   of the world the measurements were taken on (optional).
@@ -109,7 +110,7 @@ ASSUME: dict[str, Given] = {
     "redis_string_bytes": Given(12, "ASSUMPTION: average length of a short string value (weather, field name)"),
 }
 
-# ----- figures the README's benchmark sections record, used only where runs/bench/*.json lacks them
+# ----- figures the README's benchmark sections record, used only where no benchmark JSON has them
 README_SPARK = {  # README § Spark jobs: job -> (seconds at 1x = 383,557 impressions, time at 2x, time at 4x vs 1x)
     "cpt_corpus": (1.8, 0.90, 0.66), "contrastive_pairs": (8.5, 0.84, 0.98),
     "scene_vocab": (21.0, 1.11, 1.59), "ctr_samples": (19.9, 1.46, 2.10),
@@ -119,15 +120,15 @@ README_FIGURES: dict[str, tuple[float, str]] = {
     "encode_texts_per_s": (1306, "README § LLM stages 1-2: 'encode 1,306 texts/s' (CPU, 2 cores)"),
     "cpt_tokens_per_s": (14035, "README § LLM stages 1-2: 'CPT 14,035 training tokens/s' (CPU, 2 cores)"),
     "llm_parameters": (670_000, "README § Scoring service: 'the tiny world's 0.67M-parameter backbone'"),
-    "serving_rps": (94.1, "docs/benchmarks/serving_run2.json rows[store=redis,server=onnx,path=larr]: 94.1 req/s"),
+    "serving_rps": (94.1, "docs/benchmarks/serving.json rows[store=redis,server=onnx,path=larr]: 94.1 req/s"),
     "serving_p50_ms": (10.5, "README § Scoring service table: Redis, ONNX Runtime, LARR, run 2, p50 10.5 ms"),
     "serving_p99_ms": (22.8, "README § Scoring service table: Redis, ONNX Runtime, LARR, run 2, p99 22.8 ms"),
-    "serving_llm_rps": (4.8, "docs/benchmarks/serving_run2.json rows[store=redis,path=llm,llm=run's CPT "
+    "serving_llm_rps": (4.8, "docs/benchmarks/serving.json rows[store=redis,path=llm,llm=run's CPT "
                              "backbone]: 4.8 req/s"),
-    "ctr_samples_per_s": (18774, "README § CTR model: LARR 'training samples/s (batch 2,400)' 18,774 "
-                                 "(model loop, 2 cores)"),
-    "stream_events_per_s": (7622, "README § Streaming table: Redis, 'into the online store' 7,622 ev/s"),
-    "stream_fresh_p99_ms": (448, "README § Streaming table: Redis, freshness p99 448 ms at 2,000 ev/s live"),
+    "ctr_samples_per_s": (21632, "README § CTR model, training cost table: LARR samples/s after, 21,632 "
+                                 "(model loop, batch 2,400, 2 cores)"),
+    "stream_events_per_s": (15528, "README § Streaming table: after, Redis, 'into the online store' 15,528 ev/s"),
+    "stream_fresh_p99_ms": (204, "README § Streaming table: after, Redis, freshness p99 204 ms at 2,000 ev/s live"),
     "store_write_rows_per_s": (8316, "README § Feature store: 'online writes ... 8,316 rows/s (Redis)'"),
 }
 MEASURED_CORES = Given(2, "the benchmark machine: 2 cores, every benchmark used both (README; spark_jobs.json "
@@ -190,13 +191,17 @@ def size(b: float) -> str:
 class Inputs:
     """The measurement files, loaded once; records which exist and when they were written."""
 
-    def __init__(self, bench: Path, data: Path) -> None:
+    def __init__(self, bench: list[Path], data: Path) -> None:
         self.bench, self.data = bench, data
         self.files: dict[str, dict[str, Any] | None] = {}
+        self.paths: dict[str, Path] = {}  # name -> the file read (or, when none exists, the first place looked)
         self.seen: list[tuple[str, str]] = []  # (path, state)
         for name in ("spark_jobs", "llm_stages", "embedding", "ctr_training", "serving", "streaming",
                      "feature_store"):
-            self.files[name] = self._load(bench / f"{name}.json")
+            # the first folder holding the file wins: a fresh local run, else the record committed beside the docs
+            found = [d / f"{name}.json" for d in bench if (d / f"{name}.json").exists()]
+            self.paths[name] = found[0] if found else bench[0] / f"{name}.json"
+            self.files[name] = self._load(self.paths[name])
         self.world = self._load(data / "manifest.json")
         self.vocab = self._load(data / "jobs" / "scene_vocab" / "_manifest.json")
         self.embed = self._load(data / "jobs" / "embed_features" / "_manifest.json")
@@ -211,7 +216,7 @@ class Inputs:
         return json.loads(path.read_text())
 
     def src(self, name: str) -> str:
-        return f"`{_rel(self.bench / (name + '.json'))}`"
+        return f"`{_rel(self.paths[name])}`"
 
     def pick(self, name: str, section: str, where: Callable[[dict[str, Any]], bool], key: str | tuple[str, ...],
              what: str, choose: Callable[[list[float]], float] = max) -> Fig | None:
@@ -721,7 +726,8 @@ def plan(inp: Inputs, views: list[View]) -> list[Section]:
 def render(inp: Inputs, sections: list[Section]) -> str:
     out = ["# Capacity plan on paper", "",
            "<!-- Generated by `.venv/bin/python scripts/capacity.py`; do not edit by hand. -->", "",
-           "Generated by `.venv/bin/python scripts/capacity.py` from the benchmark JSON under `runs/bench/` and "
+           "Generated by `.venv/bin/python scripts/capacity.py` from the benchmark JSON (`runs/bench/`, else the "
+           "committed records in `docs/benchmarks/`) and "
            "the assumptions stated in the script; re-run it whenever a benchmark is re-run (the measurements are "
            "being improved, issue 16). Every line shows its arithmetic and the measurement (file + field) or "
            "assumption it starts from. Results in **bold** are the headline figures.", "",
@@ -730,8 +736,9 @@ def render(inp: Inputs, sections: list[Section]) -> str:
            "so every GPU figure rests on labelled assumptions.", "",
            "## Inputs", "", "| file | state |", "|---|---|"]
     out += [f"| `{p}` | {st} |" for p, st in inp.seen]
-    out += ["", "`runs/` is not in git: a fresh checkout has none of these files until the benchmarks run; a "
-            "missing file or field falls back to the figure its README section records (the line says so).", "",
+    out += ["", "`runs/` is not in git; `docs/benchmarks/` holds the runs the README cites. A file found in "
+            "neither, or a field it lacks, falls back to the figure its README section records (the line says so).",
+            "",
             "## Scale and assumptions", "", "| name | value | basis |", "|---|---|---|"]
     out += [f"| {k} | {num(g.value)} | {g.basis} |" for k, g in PAPER.items()]
     out += [f"| {k} | {num(g.value)} | {g.basis} |" for k, g in ASSUME.items()]
@@ -758,7 +765,9 @@ def render(inp: Inputs, sections: list[Section]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--bench", type=Path, default=ROOT / "runs" / "bench")
+    ap.add_argument("--bench", type=Path, nargs="+", default=[ROOT / "runs" / "bench", ROOT / "docs" / "benchmarks"],
+                    help="folders searched in order for each benchmark's JSON (default: runs/bench, then the records "
+                         "committed in docs/benchmarks)")
     ap.add_argument("--data", type=Path, default=ROOT / "data" / "small", help="the world the benchmarks used")
     ap.add_argument("--definitions", type=Path, default=ROOT / "feature_repo" / "definitions.py")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "capacity.md")
