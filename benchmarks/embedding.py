@@ -164,6 +164,7 @@ def main() -> None:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), args.before],
                        check=True, capture_output=True)
     runs: dict[str, list[dict]] = {s: [] for s in sides}
+    load_before = os.getloadavg()  # what else ran on the machine: the ratio is only as clean as the machine
     try:
         for rnd in range(args.rounds):
             order = sides if rnd % 2 == 0 else sides[::-1]  # alternate who goes first
@@ -190,6 +191,10 @@ def main() -> None:
                                                                       for r in runs[side]), 1),
                       "load_seconds": round(statistics.median(r["load_seconds"] for r in runs[side]), 2),
                       "rates": [round(r["rate"], 1) for r in runs[side]]}
+    # the same ratio within each round (the sides of a round ran minutes apart, not hours): its spread is the noise
+    round_ratios = {side: [round(r["rate"] / args.workers / i["rate"], 2)
+                           for r, i in zip(runs[side], runs["inproc1"], strict=True)]
+                    for side in sides if side in ("spark", "before")}
     labels = {"inproc1": "in-process, 1 torch thread", "inproc2": "in-process, 2 torch threads",
               "spark": f"Spark local[{args.workers}], {args.workers} workers (this tree)",
               "before": f"Spark local[{args.workers}], {args.workers} workers ({args.before})"}
@@ -201,10 +206,15 @@ def main() -> None:
     print(f"{rows['inproc1']['texts']} texts; medians of {args.rounds} alternating rounds; per CPU-s: texts per CPU "
           f"second of the encoding process(es), Python workers only for Spark; load s: in-process model load + first "
           f"batch, Spark cold pass over {128 * args.workers} texts (workers start, import, load)")
+    load_after = os.getloadavg()
+    for side, ratios in round_ratios.items():
+        print(f"{labels[side]}: per-worker ratio round by round {ratios}")
+    print(f"load average (1, 5, 15 min) before {load_before}, after {load_after}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(), "args": {
         k: v for k, v in vars(args).items() if k not in ("child", "threads")}, "labels": labels, "results": rows,
+        "round_ratios": round_ratios, "loadavg_before": load_before, "loadavg_after": load_after,
         "runs": runs}, indent=2) + "\n")
     print(f"wrote {out}")
 

@@ -3,7 +3,7 @@
 ``bag``: parse the dags/ folder the way Airflow's DAG processor does (a bundle DagBag) and print the import
 errors and each DAG's task graph as JSON.  ``test DAG_ID LOGICAL_DATE CONF_JSON [MARK_SUCCESS_REGEX]``: one
 real run with ``dag.test()`` (Airflow's in-process runner, a real metadata database, real task instances)
-and print the run's state and every task's state as JSON on the last line.
+and print the run's state, every task's state and each run task's seconds as JSON on the last line.
 """
 
 from __future__ import annotations
@@ -37,8 +37,10 @@ def main(argv: list[str]) -> int:
     run = dag.test(logical_date=datetime.fromisoformat(logical).replace(tzinfo=UTC), run_conf=conf, mark_success_pattern=mark)
     states = {ti.task_id: str(ti.state.value if hasattr(ti.state, "value") else ti.state)
               for ti in run.get_task_instances()}
+    seconds = {ti.task_id: round((ti.end_date - ti.start_date).total_seconds(), 1)
+               for ti in run.get_task_instances() if ti.start_date and ti.end_date}
     print(json.dumps({"state": str(run.state.value if hasattr(run.state, "value") else run.state),
-                      "tasks": states}))
+                      "tasks": states, "seconds": seconds}))
     return 0
 
 

@@ -137,6 +137,7 @@ def test_training_then_features_dags_end_to_end(airflow_env: dict[str, str], tin
 
     # 1. training: LLM stages, vectors, CTR candidate, report, champion/challenger (first: published), Feast
     trained, _ = run_dag(airflow_env, "larr_training", ds, conf)
+    print("larr_training task seconds:", trained["seconds"])
     assert trained["state"] == "success", trained
     assert trained["tasks"] == {t: "success" for t in TRAINING_CHAIN}
     champion = reg.champion(root / "registry")
@@ -155,6 +156,7 @@ def test_training_then_features_dags_end_to_end(airflow_env: dict[str, str], tin
     #    overwrite the day's partitions), corpus and samples gates, embed with the champion's encoder (its
     #    vectors come from the cache the training run filled), embeddings gate, Feast publication
     features, _ = run_dag(airflow_env, "larr_features", ds, conf)
+    print("larr_features task seconds:", features["seconds"])
     assert features["state"] == "success", features
     assert features["tasks"] == {t: "success" for t in FEATURES_GRAPH}
     for job in ("cpt_corpus", "contrastive_pairs", "scene_vocab", "ctr_samples"):
