@@ -127,8 +127,8 @@ README_FIGURES: dict[str, tuple[float, str]] = {
                              "backbone]: 4.8 req/s"),
     "ctr_samples_per_s": (21632, "README § CTR model, training cost table: LARR samples/s after, 21,632 "
                                  "(model loop, batch 2,400, 2 cores)"),
-    "stream_events_per_s": (15528, "README § Streaming table: after, Redis, 'into the online store' 15,528 ev/s"),
-    "stream_fresh_p99_ms": (204, "README § Streaming table: after, Redis, freshness p99 204 ms at 2,000 ev/s live"),
+    "stream_events_per_s": (21660, "README § Streaming table: after, Redis, 'into the online store' 21,660 ev/s"),
+    "stream_fresh_p99_ms": (18, "README § Streaming table: after, Redis, freshness p99 18 ms at 2,000 ev/s live"),
     "store_write_rows_per_s": (8316, "README § Feature store: 'online writes ... 8,316 rows/s (Redis)'"),
 }
 MEASURED_CORES = Given(2, "the benchmark machine: 2 cores, every benchmark used both (README; spark_jobs.json "
@@ -197,19 +197,20 @@ class Inputs:
         self.paths: dict[str, Path] = {}  # name -> the file read (or, when none exists, the first place looked)
         self.seen: list[tuple[str, str]] = []  # (path, state)
         for name in ("spark_jobs", "llm_stages", "embedding", "ctr_training", "serving", "streaming",
-                     "feature_store"):
+                     "streaming_scale", "feature_store"):
             # the first folder holding the file wins: the committed record the README cites, else a local run
             found = [d / f"{name}.json" for d in bench if (d / f"{name}.json").exists()]
             self.paths[name] = found[0] if found else bench[0] / f"{name}.json"
-            self.files[name] = self._load(self.paths[name])
+            self.files[name] = self._load(self.paths[name], also=bench[1:] if not found else [])
         self.world = self._load(data / "manifest.json")
         self.vocab = self._load(data / "jobs" / "scene_vocab" / "_manifest.json")
         self.embed = self._load(data / "jobs" / "embed_features" / "_manifest.json")
 
-    def _load(self, path: Path) -> dict[str, Any] | None:
+    def _load(self, path: Path, also: list[Path] | None = None) -> dict[str, Any] | None:
         rel = _rel(path)
         if not path.exists():
-            self.seen.append((rel, "absent"))
+            where = f" (nor in {', '.join(f'`{_rel(d)}/`' for d in also)})" if also else ""
+            self.seen.append((rel, f"absent{where}"))
             return None
         if path.resolve().is_relative_to(ROOT / "docs"):  # a file from git: its mtime is the checkout's
             self.seen.append((rel, "read (committed record)"))
@@ -606,15 +607,17 @@ def plan(inp: Inputs, views: list[View]) -> list[Section]:
     fresh = inp.pick("streaming", "results", after_redis, "freshness_p99_ms",
                      "online_store=redis,version=after") or inp.readme("stream_fresh_p99_ms", "streaming")
     s.add("event-to-online freshness p99 (measured)", "--", f"{num(fresh.value)} ms", fresh.source)
-    for r in (inp.files["streaming"] or {}).get("scaling") or []:
+    scaled = "streaming_scale" if (inp.files["streaming_scale"] or {}).get("scaling") else "streaming"
+    for r in (inp.files[scaled] or {}).get("scaling") or []:
         if r.get("processes") and r.get("events_per_second"):
             s.add(f"measured: {r['processes']} consumer processes on {r.get('partitions', '?')} partitions",
                   f"{num(r['events_per_second'])} ev/s ÷ {r['processes']}",
                   f"{num(r['events_per_second'] / r['processes'])} ev/s per process",
-                  f"{inp.src('streaming')} scaling[processes={r['processes']}].events_per_second (on "
-                  f"{num((inp.files['streaming'] or {}).get('cpus') or MEASURED_CORES.value)} cores)")
-    s.notes.append("One consumer is one Python process (about one core). Several instances were not measured "
-                   "together; partitions bound the parallelism (events of a region stay in one partition).")
+                  f"{inp.src(scaled)} scaling[processes={r['processes']}].events_per_second (on "
+                  f"{num((inp.files[scaled] or {}).get('cpus') or MEASURED_CORES.value)} cores)")
+    s.notes.append("One consumer is one Python process (about one core). Several processes were measured only on "
+                   "one 2-core machine, where 2 and 4 of them share the cores; partitions bound the parallelism "
+                   "(events of a region stay in one partition).")
     sections.append(s)
 
     # 5. serving ---------------------------------------------------------------------------------------------
@@ -687,6 +690,11 @@ def plan(inp: Inputs, views: list[View]) -> list[Section]:
     st = inp.pick("ctr_training", "processes", lambda r: r.get("device") == "cpu", "samples_per_s",
                   "device=cpu, fastest")
     cores_ctr = float(((inp.files["ctr_training"] or {}).get("cpus")) or cores)
+    tr_loop = (((inp.files["ctr_training"] or {}).get("training") or {}).get("cpu") or {}).get("after") or {}
+    if st is None and isinstance((tr_loop.get("samples_per_s") or {}).get("larr"), int | float):
+        st = Fig(float(tr_loop["samples_per_s"]["larr"]),  # the same run's model loop, before any older figure
+                 f"{inp.src('ctr_training')} training.cpu.after.samples_per_s.larr (model loop, not the stage: the "
+                 "run has no processes table)")
     if st is None:
         st = inp.readme("ctr_samples_per_s", "ctr_training")
         st.source += " (model loop, not the stage)"
@@ -731,11 +739,12 @@ def render(inp: Inputs, sections: list[Section]) -> str:
            "<!-- Generated by `.venv/bin/python scripts/capacity.py`; do not edit by hand. -->", "",
            "Generated by `.venv/bin/python scripts/capacity.py` from the benchmark JSON (the committed records in "
            "`docs/benchmarks/`, else a local run in `runs/bench/`) and "
-           "the assumptions stated in the script; re-run it whenever a benchmark is re-run (the measurements are "
-           "being improved, issue 16). Every line shows its arithmetic and the measurement (file + field) or "
+           "the assumptions stated in the script; when a benchmark is re-run and the README cites the new run, copy "
+           "its JSON into `docs/benchmarks/` and re-run this script (`--bench runs/bench` reads a local run "
+           "first). Every line shows its arithmetic and the measurement (file + field) or "
            "assumption it starts from. Results in **bold** are the headline figures.", "",
-           "Read it as orders of magnitude. Every measurement comes from one 2-core CPU machine, often shared "
-           "with other jobs; the measured LLM is the ~0.67M-parameter default, not a 7B model; no GPU was lent, "
+           "Read it as orders of magnitude. Every measurement comes from a 2-core CPU machine (not always the same "
+           "one, and at times shared with other jobs); the measured LLM is the ~0.67M-parameter default, not a 7B model; no GPU was lent, "
            "so every GPU figure rests on labelled assumptions.", "",
            "## Inputs", "", "| file | state |", "|---|---|"]
     out += [f"| `{p}` | {st} |" for p, st in inp.seen]
