@@ -35,22 +35,17 @@ import pandas as pd
 
 
 def _messages(raw: Path, n: int) -> list[bytes]:
-    """``n`` events as the simulator sends them (streaming/simulate.py), stamped now."""
+    """``n`` events as the simulator sends them (:func:`streaming.simulate.scene_event`), stamped now."""
     from larr.realtime.events import make_event
     from larr.spec import load_spec
-    from larr.world.scene import day_type
-    from streaming.simulate import SPEC
+    from streaming.simulate import SPEC, scene_event
 
     spec = load_spec(SPEC)
     weather = pd.read_parquet(raw / "weather.parquet").sort_values(["ts", "region_id"]).to_dict("records")
     out = []
-    for i in range(1, n + 1):
+    for i in range(n):  # as simulate(): row i, then the (i + 1)-th event's type
         row = weather[i % len(weather)]
-        kind = ("weather", "time_slot", "region_context")[i % 3] if i % 5 else "weather"
-        ts = pd.Timestamp(row["ts"])
-        payload: dict[str, Any] = (
-            {"condition": row["condition"], "temperature_c": float(row["temperature_c"])} if kind == "weather"
-            else {"hour": int(ts.hour)} if kind == "time_slot" else {"day_type": day_type(ts.date())})
+        kind, payload = scene_event(i + 1, row)
         out.append(make_event(kind, int(row["region_id"]), datetime.now(UTC), spec=spec, **payload))
     return out
 

@@ -53,6 +53,18 @@ def ensure_topics(bootstrap: str, topics: list[str], partitions: int = 4) -> Non
         admin.close()
 
 
+def scene_event(i: int, row: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The ``i``-th event's type and payload from a weather row: the simulator's mix, every fifth a weather
+    event and the rest cycling weather / time slot / region context (also what ``benchmarks/stream_parse.py``
+    times)."""
+    kind = ("weather", "time_slot", "region_context")[i % 3] if i % 5 else "weather"
+    if kind == "weather":
+        return kind, {"condition": row["condition"], "temperature_c": float(row["temperature_c"])}
+    if kind == "time_slot":
+        return kind, {"hour": int(pd.Timestamp(row["ts"]).hour)}
+    return kind, {"day_type": day_type(pd.Timestamp(row["ts"]).date())}
+
+
 def simulate(bootstrap: str, topic: str, raw: Path, *, rate: float = 1000.0, duration: float | None = None,
              count: int | None = None, malformed_frac: float = 0.0, out_of_order_frac: float = 0.0,
              seed: int = 0) -> dict[str, Any]:
@@ -86,13 +98,7 @@ def simulate(bootstrap: str, topic: str, raw: Path, *, rate: float = 1000.0, dur
         now = datetime.now(UTC)
         when = now - timedelta(seconds=rng.uniform(60, 3600)) if rng.random() < out_of_order_frac else now
         older += when < now
-        kind = ("weather", "time_slot", "region_context")[i % 3] if i % 5 else "weather"
-        if kind == "weather":
-            payload = {"condition": row["condition"], "temperature_c": float(row["temperature_c"])}
-        elif kind == "time_slot":
-            payload = {"hour": int(pd.Timestamp(row["ts"]).hour)}
-        else:
-            payload = {"day_type": day_type(pd.Timestamp(row["ts"]).date())}
+        kind, payload = scene_event(i, row)
         producer.send(topic, key=str(region).encode(), value=make_event(kind, region, when, spec=spec, **payload))
         ms = int(when.timestamp() * 1000)
         k = (region, group_of[kind])
