@@ -94,6 +94,28 @@ def test_models_that_need_vectors_say_so() -> None:
         CtrModel("p6", SIZES, 5)
 
 
+
+def test_scene_encoder_reads_scores_from_a_small_table_with_the_same_values_and_gradients() -> None:
+    """When the table has fewer rows than the batch has vectors, the attention scores come from table @ u^T
+    gathered by row; output and every gradient match the path over the gathered vectors."""
+    torch.manual_seed(0)
+    table = torch.randn(7, D)
+    table[0] = 0.0
+    rows = torch.randint(0, 7, (5, N))  # 5 x N = 50 vectors > 7 table rows: the table path
+    rows[0, :3] = 0
+    out, grads = [], []
+    for use_table in (False, True):
+        torch.manual_seed(1)
+        enc = SceneEncoder(D, 8, heads=2, ffn=32)
+        vectors = table[rows]
+        y = enc(vectors, rows == 0, table, rows) if use_table else enc(vectors, rows == 0)
+        y.square().sum().backward()
+        out.append(y.detach())
+        grads.append({n: p.grad for n, p in enc.named_parameters()})
+    torch.testing.assert_close(out[1], out[0])
+    for name, g in grads[0].items():
+        torch.testing.assert_close(grads[1][name], g, msg=name)
+
 def test_scene_encoder_mean_pooling_ignores_missing_and_heads_must_divide() -> None:
     torch.manual_seed(0)
     enc = SceneEncoder(D, 8, heads=2, ffn=32, pooling="mean").eval()
@@ -146,6 +168,44 @@ def test_alignment_loss_with_one_sampled_negative_hand_checked() -> None:
             ref += -torch.log_softmax(logits, 0)[0] / 16
     torch.testing.assert_close(got, ref)
     assert i not in neg[i].tolist()
+
+
+def test_alignment_loss_in_blocks_is_the_row_weighted_mean_of_each_blocks_info_nce() -> None:
+    """Blocks of m rows, the last one shorter: each row's negatives are only the other rows of its block, so
+    the loss is sum_blocks rows x InfoNCE(block) / n -- checked against cross entropy written out per row."""
+    g = torch.Generator().manual_seed(5)
+    e, t = torch.randn(10, 4, generator=g), torch.randn(10, 4, generator=g)
+    n = torch.nn.functional.normalize
+    a, b = n(e, dim=-1), n(t, dim=-1)
+    ref = 0.0
+    for lo, hi in ((0, 4), (4, 8), (8, 10)):
+        for x, y in ((a, b), (b, a)):
+            logits = x[lo:hi] @ y[lo:hi].T / 0.1
+            ref += torch.nn.functional.cross_entropy(logits, torch.arange(hi - lo), reduction="sum") / 20
+    torch.testing.assert_close(alignment_loss(e, t, 0.1, block=4), ref)
+    # a block as large as the batch is the whole batch; a row far from its block's rows cannot lower the loss
+    torch.testing.assert_close(alignment_loss(e, t, 0.1, block=10), alignment_loss(e, t, 0.1))
+    torch.testing.assert_close(alignment_loss(e, t, 0.1, block=64), alignment_loss(e, t, 0.1))
+    assert alignment_loss(e, t, 0.1, block=2) < alignment_loss(e, t, 0.1)  # fewer negatives: an easier task
+    # gradients flow to every row and match the reference's
+    e1, t1 = e.clone().requires_grad_(), t.clone().requires_grad_()
+    alignment_loss(e1, t1, 0.1, block=4).backward()
+    e2, t2 = e.clone().requires_grad_(), t.clone().requires_grad_()
+    a2, b2 = n(e2, dim=-1), n(t2, dim=-1)
+    sum(torch.nn.functional.cross_entropy(x[lo:hi] @ y[lo:hi].T / 0.1, torch.arange(hi - lo), reduction="sum") / 20
+        for lo, hi in ((0, 4), (4, 8), (8, 10)) for x, y in ((a2, b2), (b2, a2))).backward()
+    torch.testing.assert_close(e1.grad, e2.grad)
+    torch.testing.assert_close(t1.grad, t2.grad)
+
+
+def test_sampled_negatives_ignore_the_blocks() -> None:
+    g = torch.Generator().manual_seed(6)
+    e, t = torch.randn(12, 4, generator=g), torch.randn(12, 4, generator=g)
+    torch.manual_seed(0)
+    sampled = alignment_loss(e, t, 0.1, negatives=3)
+    torch.manual_seed(0)
+    torch.testing.assert_close(alignment_loss(e, t, 0.1, negatives=3, block=4), sampled)
+    assert not torch.allclose(alignment_loss(e, t, 0.1, block=4), sampled)
 
 
 def test_ctr_ctcvr_loss_equals_bce_of_the_probabilities() -> None:

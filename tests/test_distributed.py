@@ -41,7 +41,9 @@ LLM_SET = ["llm.cpt.batch_size=8", "llm.cpt.block_size=64", "llm.cpt.logging_ste
 # lr 4e-4: the gradients of 1 and 2 processes agree to ~1e-8, but Adam divides by sqrt(v), so in coordinates whose
 # gradient is near zero that float-order noise becomes an lr-sized step; at the default 8e-4 one scene-encoder
 # FFN weight of this synthetic set ends 9.7e-5 apart after 24 steps (3e-6 at 4e-4; training/README.md).
-CTR_SET = ["ctr.epochs=2", "ctr.batch_size=256", "ctr.shuffle_buffer=1000", "ctr.eval_batch_size=2048", "ctr.lr=4e-4"]
+# align_block 96: alignment blocks of 96 rows, one of them spanning both processes' slices of each batch of 256
+CTR_SET = ["ctr.epochs=2", "ctr.batch_size=256", "ctr.align_block=96", "ctr.shuffle_buffer=1000",
+           "ctr.eval_batch_size=2048", "ctr.lr=4e-4"]
 # --standalone: torchrun picks a free rendezvous port, so a launcher that is still releasing the default 29500
 # (the DeepSpeed run before it) cannot fail the next start; a user sharing a machine does the same (training/README)
 TORCHRUN = "torchrun --standalone --nproc_per_node 2"

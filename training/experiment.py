@@ -155,6 +155,8 @@ def _variant_cfg(cfg: LarrConfig, v: Variant) -> LarrConfig:
     """``cfg`` with the variant's alignment overrides: the config the run is actually trained with."""
     update = {k: val for k, val in (("align_temperature", v.temperature), ("align_negatives", v.negatives))
               if val is not None}
+    if v.negatives:  # sampled negatives replace the in-batch blocks (the two schemes exclude each other)
+        update["align_block"] = 0
     return cfg.model_copy(update={"ctr": cfg.ctr.model_copy(update=update)})
 
 

@@ -23,7 +23,7 @@ from torch import nn
 
 from larr.config import CtrConfig
 from larr.ctr.kinds import BACKBONE_NAMES, canonical_kind, parse_kind
-from larr.llm.contrastive import info_nce
+from larr.llm.contrastive import gather_with_grad, info_nce
 
 
 def mlp(sizes: list[int], dropout: float = 0.0) -> nn.Sequential:
@@ -197,10 +197,13 @@ class SceneEncoder(nn.Module):
         self.head = mlp([vec_dim, vec_dim, out_dim])
         self.pooling = pooling
 
-    def forward(self, vectors: torch.Tensor, missing: torch.Tensor) -> torch.Tensor:
-        """``vectors`` [B, N, d]; ``missing`` [B, N] True where a key has no vector (masked out)."""
+    def forward(self, vectors: torch.Tensor, missing: torch.Tensor, table: torch.Tensor | None = None,
+                rows: torch.Tensor | None = None) -> torch.Tensor:
+        """``vectors`` [B, N, d]; ``missing`` [B, N] True where a key has no vector (masked out).  ``table``
+        [V, d] and ``rows`` [B, N] (``vectors == table[rows]``), when given, let the attention scores be read
+        from the table's projections when the table has fewer rows than the batch has vectors."""
         if self.pooling == "agg":
-            return self.head(self._agg_output(vectors, missing))
+            return self.head(self._agg_output(vectors, missing, table, rows))
         b = vectors.shape[0]
         x = torch.cat([self.agg.expand(b, -1, -1), vectors], dim=1)
         mask = torch.cat([torch.zeros(b, 1, dtype=torch.bool, device=missing.device), missing], dim=1)
@@ -208,7 +211,8 @@ class SceneEncoder(nn.Module):
         pooled = h[:, 1:].masked_fill(missing.unsqueeze(-1), 0).sum(1) / (~missing).sum(1, keepdim=True).clamp(min=1)
         return self.head(pooled)
 
-    def _agg_output(self, vectors: torch.Tensor, missing: torch.Tensor) -> torch.Tensor:
+    def _agg_output(self, vectors: torch.Tensor, missing: torch.Tensor, table: torch.Tensor | None = None,
+                    rows: torch.Tensor | None = None) -> torch.Tensor:
         """The layer's output at the aggregation token only.  With one layer and agg pooling nothing else is
         read, so only the agg token's query is attended and only its row goes through the feed-forward block:
         the same weights and the same value as the full layer at position 0 (tested).  Mirrors
@@ -222,7 +226,12 @@ class SceneEncoder(nn.Module):
 
         So a step projects one mixed vector per head and sample instead of N keys and N values, and no
         gradient flows into the (frozen) scene vectors.  Before this, the key/value projections were ~70% of
-        a LARR training step (``benchmarks/ctr_training.py``, issue 16)."""
+        a LARR training step (``benchmarks/ctr_training.py``, issue 16).
+
+        The scores' x_j . u_h are read from the table's projections (table @ u^T, gathered by ``rows``) when
+        the table has fewer rows than the batch has vectors (6,500 against 24,000 at batch 2,400 on small):
+        the same products, and the backward sums the gradient per table row before its matmul, so two
+        passes over the [B, N, d] vectors become passes over the smaller table."""
         layer = self.encoder.layers[0]
         attn = layer.self_attn
         b, _, d = vectors.shape
@@ -236,7 +245,11 @@ class SceneEncoder(nn.Module):
         c = (q * b_k.view(heads, dh)).sum(-1)  # [H]
         scale = dh ** -0.5
         own = ((x0 @ u.T).view(1, heads, 1) + c.view(1, heads, 1)) * scale  # the agg token's own score
-        scores = ((vectors @ u.T).transpose(1, 2) + c.view(1, heads, 1)) * scale  # [B, H, N]
+        if table is not None and rows is not None and table.shape[0] < rows.numel():
+            raw = nn.functional.embedding(rows, table @ u.T)  # [B, N, H]
+        else:
+            raw = vectors @ u.T
+        scores = (raw.transpose(1, 2) + c.view(1, heads, 1)) * scale  # [B, H, N]
         scores = scores.masked_fill(missing.unsqueeze(1), float("-inf"))
         weights = torch.softmax(torch.cat([own.expand(b, -1, -1), scores], dim=-1), dim=-1)  # [B, H, 1 + N]
         z = weights[..., :1] * x0.view(1, 1, d) + weights[..., 1:] @ vectors  # [B, H, d]
@@ -246,11 +259,20 @@ class SceneEncoder(nn.Module):
         return layer.norm2(h + layer.dropout2(layer.linear2(layer.dropout(layer.activation(layer.linear1(h))))))
 
 
-def alignment_loss(e_s: torch.Tensor, t: torch.Tensor, temperature: float, negatives: int = 0) -> torch.Tensor:
+def alignment_loss(e_s: torch.Tensor, t: torch.Tensor, temperature: float, negatives: int = 0,
+                   block: int = 0) -> torch.Tensor:
     """Symmetric InfoNCE between the scene vector ``e_s`` and the target ``t`` (paper eqs. 24-25), cosine
     similarity.  ``negatives == 0``: every other sample of the batch is a negative (the paper's setting);
-    ``negatives == k``: each positive is scored against ``k`` negatives sampled from the batch (Fig. 4b)."""
+    ``negatives == k``: each positive is scored against ``k`` negatives sampled from the batch (Fig. 4b).
+
+    ``block == m`` (with ``negatives == 0``): the rows are cut into consecutive blocks of ``m`` (the last one
+    shorter) and every other sample of the *block* is a negative -- in-batch negatives at a batch of ``m``,
+    the loss the mean over all rows.  The logits then cost n*m instead of n^2 (issue 16: at n = 2,400 the
+    n x n InfoNCE was a third of a LARR training step).  Batches are shuffled, so a block is a random subset
+    of the batch.  Blocks are cut in the global batch, so several processes train the same blocks as one."""
     a, b = nn.functional.normalize(e_s, dim=-1), nn.functional.normalize(t, dim=-1)
+    if block > 0 and negatives <= 0:
+        return _block_info_nce(a, b, temperature, block)
     n = a.shape[0]
     if negatives <= 0 or negatives >= n - 1:
         return info_nce(a, b, temperature)
@@ -264,6 +286,33 @@ def alignment_loss(e_s: torch.Tensor, t: torch.Tensor, temperature: float, negat
     ce = nn.functional.cross_entropy
     return (ce(logits_ab, labels) + ce(logits_ba, labels)) / 2
 
+
+
+def _block_info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float, block: int) -> torch.Tensor:
+    """InfoNCE within blocks of ``block`` consecutive rows of the global batch, the mean over this process's
+    rows.  One process: each block is a square InfoNCE (the fast symmetric path).  Under a process group the
+    rows of every process are gathered (with gradient, as :func:`info_nce` does) and this process scores its
+    own rows of each block it overlaps against that block's rows, so a block may span processes."""
+    n = a.shape[0]
+    all_a, offset = gather_with_grad(a)
+    all_b, _ = gather_with_grad(b)
+    if n == 0:  # a process with no rows still joins backward
+        return (all_a.sum() + all_b.sum()) * 0.0
+    total = a.new_zeros(())
+    if all_a is a:
+        for lo in range(0, n, block):
+            rows = min(block, n - lo)
+            total = total + info_nce(a[lo:lo + rows], b[lo:lo + rows], temperature, across_processes=False) * rows
+        return total / n
+    ce = nn.functional.cross_entropy
+    for lo in range(offset // block * block, offset + n, block):
+        hi = min(lo + block, all_a.shape[0])
+        first, last = max(lo, offset), min(hi, offset + n)  # this process's rows of the block
+        labels = torch.arange(first - lo, last - lo, device=a.device)
+        mine_a, mine_b = a[first - offset:last - offset], b[first - offset:last - offset]
+        total = total + (ce(mine_a @ all_b[lo:hi].T / temperature, labels, reduction="sum")
+                         + ce(mine_b @ all_a[lo:hi].T / temperature, labels, reduction="sum")) / 2
+    return total / n
 
 class CtrModel(nn.Module):
     """A backbone over the id/categorical embeddings and numeric features, with the LARR scene module when the
@@ -281,7 +330,7 @@ class CtrModel(nn.Module):
         self.align = module == "larr"
         self.conversion = conversion  # False: the spec has no conversion label, CTR is the only task
         self.align_weight, self.temperature = cfg.align_weight, cfg.align_temperature
-        self.negatives = cfg.align_negatives
+        self.negatives, self.block = cfg.align_negatives, cfg.align_block
         self.emb = FeatureEmbedding(sizes, cfg.emb_dim, n_numeric)
         in_dim = self.emb.out_dim
         if module:
@@ -303,12 +352,12 @@ class CtrModel(nn.Module):
         out: dict[str, torch.Tensor] = {}
         if hasattr(self, "scene_encoder"):
             rows = batch["scene_rows"]
-            e_s = self.scene_encoder(self.scene(rows), rows == 0)
+            e_s = self.scene_encoder(self.scene(rows), rows == 0, self.scene.weight, rows)
             x = torch.cat([x, e_s], dim=1)
             fields = torch.cat([fields, e_s.view(e_s.shape[0], 2, -1)], dim=1)
             if self.align and self.training:
                 t = torch.cat([fields[:, self.user_col], fields[:, self.poi_col]], dim=1)
-                out["align"] = alignment_loss(e_s, t, self.temperature, self.negatives)
+                out["align"] = alignment_loss(e_s, t, self.temperature, self.negatives, self.block)
         ctr_logit, cvr_logit = self.body(x, fields)
         out["ctr_logit"], out["cvr_logit"] = ctr_logit, cvr_logit
         out["p_ctr"] = torch.sigmoid(ctr_logit)

@@ -91,7 +91,7 @@ class _SymmetricInfoNCE(torch.autograd.Function):
         return g @ b, g.T @ a, None
 
 
-def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
+def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float, across_processes: bool = True) -> torch.Tensor:
     """Symmetric InfoNCE: row i of ``a`` matches row i of ``b``; every other row is a negative.
 
     loss = (CE(a b^T / t, diag) + CE(b a^T / t, diag)) / 2, the mean over this process's rows.  Under a
@@ -99,9 +99,10 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tens
     process's own positives sit on the diagonal of its block: its row i is row ``offset + i`` of the gathered
     matrix.  For the loss of the whole global batch, weight each process's mean by its share of the rows
     (:func:`global_mean_weight`).  A process with no rows (a last batch smaller than the world) returns a
-    zero that still joins the collectives and backward.
+    zero that still joins the collectives and backward.  ``across_processes=False``: this process's rows
+    only, no collective (the CTR alignment's blocks, :func:`larr.ctr.models.alignment_loss`).
     """
-    all_a, offset = gather_with_grad(a)
+    all_a, offset = gather_with_grad(a) if across_processes else (a, 0)
     all_b, _ = gather_with_grad(b)
     if a.shape[0] == 0:
         return (all_a.sum() + all_b.sum()) * 0.0
