@@ -23,7 +23,7 @@ from torch import nn
 
 from larr.config import CtrConfig
 from larr.ctr.kinds import BACKBONE_NAMES, canonical_kind, parse_kind
-from larr.llm.contrastive import gather_with_grad, info_nce
+from larr.llm.contrastive import gather_with_grad, info_nce, info_nce_blocks
 
 
 def mlp(sizes: list[int], dropout: float = 0.0) -> nn.Sequential:
@@ -290,7 +290,7 @@ def alignment_loss(e_s: torch.Tensor, t: torch.Tensor, temperature: float, negat
 
 def _block_info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float, block: int) -> torch.Tensor:
     """InfoNCE within blocks of ``block`` consecutive rows of the global batch, the mean over this process's
-    rows.  One process: each block is a square InfoNCE (the fast symmetric path).  Under a process group the
+    rows.  One process: the blocks are square InfoNCEs (:func:`info_nce_blocks`).  Under a process group the
     rows of every process are gathered (with gradient, as :func:`info_nce` does) and this process scores its
     own rows of each block it overlaps against that block's rows, so a block may span processes."""
     n = a.shape[0]
@@ -298,12 +298,9 @@ def _block_info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float, block:
     all_b, _ = gather_with_grad(b)
     if n == 0:  # a process with no rows still joins backward
         return (all_a.sum() + all_b.sum()) * 0.0
-    total = a.new_zeros(())
     if all_a is a:
-        for lo in range(0, n, block):
-            rows = min(block, n - lo)
-            total = total + info_nce(a[lo:lo + rows], b[lo:lo + rows], temperature, across_processes=False) * rows
-        return total / n
+        return info_nce_blocks(a, b, temperature, block)
+    total = a.new_zeros(())
     ce = nn.functional.cross_entropy
     for lo in range(offset // block * block, offset + n, block):
         hi = min(lo + block, all_a.shape[0])

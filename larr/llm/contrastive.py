@@ -69,26 +69,27 @@ class _SymmetricInfoNCE(torch.autograd.Function):
         loss = M + (mean_i log sum_j E_ij + mean_j log sum_i E_ij) / 2 - mean_i L_ii
         dL = (E / rowsum(E) + E / colsum(E) - 2 I) / 2n
 
+    Inputs [k, m, d] are k independent blocks of m rows (``torch.bmm``), the loss the mean over all k*m rows.
     The same value and gradients as two ``cross_entropy`` calls (tested to 1e-6) in about a third of the time:
     autograd's version makes ~12 passes over the n x n logits (two matmuls, divisions by t, two log-softmaxes,
     a one-hot fill, their backwards); at a CTR batch of 2,400 rows that was half of a LARR training step."""
 
     @staticmethod
     def forward(ctx, a: torch.Tensor, b: torch.Tensor, shift: float) -> torch.Tensor:  # type: ignore[override]
-        e = (a @ b.T).sub_(shift).exp_()
-        rows, cols = e.sum(1), e.sum(0)
+        e = (a @ b.mT).sub_(shift).exp_()
+        rows, cols = e.sum(-1), e.sum(-2)
         ctx.save_for_backward(a, b, e, rows, cols)
-        return shift + (rows.log().mean() + cols.log().mean()) / 2 - (a * b).sum(1).mean()
+        return shift + (rows.log().mean() + cols.log().mean()) / 2 - (a * b).sum(-1).mean()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:  # type: ignore[override]
         a, b, e, rows, cols = ctx.saved_tensors
-        k = grad / (2 * a.shape[0])
-        g = e * (k / rows).unsqueeze(1)
-        g.addcmul_(e, (k / cols).unsqueeze(0))
-        g.diagonal().sub_(2 * k)
-        return g @ b, g.T @ a, None
+        k = grad / (2 * rows.numel())
+        g = e * (k / rows).unsqueeze(-1)
+        g.addcmul_(e, (k / cols).unsqueeze(-2))
+        g.diagonal(dim1=-2, dim2=-1).sub_(2 * k)
+        return g @ b, g.mT @ a, None
 
 
 def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float, across_processes: bool = True) -> torch.Tensor:
@@ -122,6 +123,28 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float, across_proces
     logits_ab = a @ all_b.T
     logits_ba = b @ all_a.T
     return (F.cross_entropy(logits_ab, labels) + F.cross_entropy(logits_ba, labels)) / 2
+
+
+def info_nce_blocks(a: torch.Tensor, b: torch.Tensor, temperature: float, block: int) -> torch.Tensor:
+    """Symmetric InfoNCE within consecutive blocks of ``block`` rows of this process's rows (the last one
+    shorter; no collective): each row's negatives are the other rows of its block.  The mean over all rows.
+    The whole blocks go through one batched pass (one set of ops however many blocks, issue 16), the short
+    one through :func:`info_nce`."""
+    n, d = a.shape
+    full = n // block * block
+    total = a.new_zeros(())
+    if full:
+        scale = temperature ** -0.5
+        a3, b3 = (a[:full] * scale).view(-1, block, d), (b[:full] * scale).view(-1, block, d)
+        shift = float(a3.detach().norm(dim=-1).max() * b3.detach().norm(dim=-1).max())
+        if a.dtype in (torch.float32, torch.float64) and 2 * shift < _SHARED_SHIFT_SPAN:
+            total = _SymmetricInfoNCE.apply(a3, b3, shift) * full
+        else:
+            for lo in range(0, full, block):
+                total = total + info_nce(a[lo:lo + block], b[lo:lo + block], temperature, False) * block
+    if full < n:
+        total = total + info_nce(a[full:], b[full:], temperature, across_processes=False) * (n - full)
+    return total / n
 
 
 def global_mean_weight(local_rows: int, global_rows: int) -> float:
