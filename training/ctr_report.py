@@ -135,6 +135,21 @@ def _targets(models: dict[str, Any], main: list[str]) -> dict[str, Any]:
     return out
 
 
+def zero_negatives(ctr: dict[str, Any]) -> str:
+    """What the negatives sweep's 0 point means under the run's ``ctr`` config (a dict, as the report holds it)."""
+    block, batch = ctr.get("align_block", 0), ctr.get("batch_size", 0)
+    if block and block < batch:
+        return f"0 = in-batch: the other samples of the row's block of {block}"
+    return "0 = every other sample of the batch"
+
+
+def _negatives(ctr: dict[str, Any]) -> str:
+    """The alignment's negatives under the run's ``ctr`` config, in words."""
+    if ctr.get("align_negatives"):
+        return f"{ctr['align_negatives']} sampled per positive"
+    return zero_negatives(ctr).split(" = ", 1)[1]
+
+
 def _sweep(models: dict[str, Any], param: str, default_value: float, base: str = "larr") -> list[dict[str, Any]]:
     pts = [(m[param], name) for name, m in models.items() if m[param] is not None]
     if base in models:
@@ -147,7 +162,7 @@ def _sweep(models: dict[str, Any], param: str, default_value: float, base: str =
 
 
 def _plots(out: Path, results: list[dict[str, Any]], main: list[str], models: dict[str, Any],
-           sweeps: dict[str, list[dict[str, Any]]]) -> list[str]:
+           sweeps: dict[str, list[dict[str, Any]]], zero: str) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -181,7 +196,7 @@ def _plots(out: Path, results: list[dict[str, Any]], main: list[str], models: di
     ple = models.get("ple", {}).get("slices", {}).get("all", {}).get("ctr_auc")
     for key, xlabel, fname, title in (("temperature", "alignment temperature (log scale)", "temperature_sweep.png",
                                        "Fig. 4a: alignment temperature"),
-                                      ("negatives", "sampled negatives per positive (0 = every other sample)",
+                                      ("negatives", f"sampled negatives per positive ({zero})",
                                        "negatives_sweep.png", "Fig. 4b: negative sampling in alignment")):
         pts = sweeps.get(key) or []
         if len(pts) < 2:
@@ -261,7 +276,7 @@ def write(out: Path, results: list[dict[str, Any]], cfg: LarrConfig, main: list[
               "budgets": budgets(cfg, train_impressions, swept=any(len(v) > 1 for v in sweeps.values())),
               "run_keys": {r["name"] + f"_seed{r['seed']}": r.get("run_key") for r in results},
               "config": config_to_dict(cfg)}
-    report["plots"] = _plots(out, results, main, models, sweeps)
+    report["plots"] = _plots(out, results, main, models, sweeps, zero_negatives(report["config"]["ctr"]))
     (out / "report.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
     (out / "report.md").write_text(markdown(report))
     return report
@@ -288,7 +303,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [f"# CTR experiment (paper Tables 2-3, Fig. 4) -- profile `{report['config']['profile']}`", "",
              f"Command: `{report['command']}`  ", f"Seeds: {seeds}; mean ± std over seeds (sample std). "
              f"Batch {cfg['batch_size']}, lr {cfg['lr']}, {cfg['epochs']} epochs; alignment temperature "
-             f"{cfg['align_temperature']}, weight {cfg['align_weight']}. {p5_note}Time of all runs, summed: "
+             f"{cfg['align_temperature']}, weight {cfg['align_weight']}, negatives {_negatives(cfg)}; scene encoder "
+             f"{cfg.get('scene_heads', 4)} head(s), FFN {cfg.get('scene_ffn', 256)}. {p5_note}Time of all runs, summed: "
              f"{report['seconds'] / 60:.0f} min. "
              "Config: `config.yaml` beside this file.", "",
              "## Test day, all impressions", "",
@@ -360,7 +376,7 @@ def markdown(report: dict[str, Any]) -> str:
                 "PASS" if t["pass"] else "FAIL"
             lines.append(f"- {verdict} `{name}`: {detail}")
     for key, title in (("temperature", "Alignment temperature sweep (Fig. 4a)"),
-                       ("negatives", "Negative-sampling sweep (Fig. 4b; 0 = every other sample of the batch)")):
+                       ("negatives", f"Negative-sampling sweep (Fig. 4b; {zero_negatives(cfg)})")):
         pts = report["sweeps"].get(key) or []
         if len(pts) < 2:
             continue
