@@ -307,7 +307,8 @@ class CtrConfig(StrictModel):
                                                     "batch as a negative (the paper's wording); m cuts the batch "
                                                     "into blocks of m rows whose other rows are the negatives, so "
                                                     "the alignment costs n*m instead of n^2. 300: the paper's batch "
-                                                    "of 2,400 over its 8 GPUs. Ignored when align_negatives > 0")
+                                                    "of 2,400 divided by its 8 GPUs (whether its negatives were per "
+                                                    "GPU it does not say). Ignored when align_negatives > 0")
     sweep_temperatures: list[float] = Field(default_factory=lambda: [0.01, 0.05, 0.1, 0.5, 1.0])
     sweep_negatives: list[int] = Field(default_factory=lambda: [0, 1, 4, 16, 64])
     sweep_seeds: int = Field(1, ge=1, description="seeds per sweep point (the main table uses --seeds)")

@@ -198,6 +198,20 @@ def test_alignment_loss_in_blocks_is_the_row_weighted_mean_of_each_blocks_info_n
     torch.testing.assert_close(t1.grad, t2.grad)
 
 
+
+def test_alignment_blocks_at_a_low_temperature_take_the_general_path() -> None:
+    """At temperature 0.01 the cosine logits span 200, past the shared shift's float32 range: the blocks go one
+    by one through cross entropy, with the same value as the reference."""
+    g = torch.Generator().manual_seed(7)
+    e, t = torch.randn(10, 4, generator=g), torch.randn(10, 4, generator=g)
+    n = torch.nn.functional.normalize
+    a, b = n(e, dim=-1), n(t, dim=-1)
+    ref = sum(torch.nn.functional.cross_entropy(x[lo:hi] @ y[lo:hi].T / 0.01, torch.arange(hi - lo), reduction="sum")
+              / 20 for lo, hi in ((0, 4), (4, 8), (8, 10)) for x, y in ((a, b), (b, a)))
+    got = alignment_loss(e, t, 0.01, block=4)
+    assert torch.isfinite(got)
+    torch.testing.assert_close(got, ref)
+
 def test_sampled_negatives_ignore_the_blocks() -> None:
     g = torch.Generator().manual_seed(6)
     e, t = torch.randn(12, 4, generator=g), torch.randn(12, 4, generator=g)

@@ -178,6 +178,51 @@ def test_aligned_pairs_near_zero_loss_on_two_processes(tmp_path: Path) -> None:
     assert abs(two["same"] - 0.6931) < 0.01  # log 2: the exact copy on the other rank is a negative
 
 
+
+def test_alignment_blocks_across_processes_match_one_process(tmp_path: Path) -> None:
+    """The CTR alignment's blocks under 2 processes holding 3 + 5 and 0 + 8 rows of a batch of 8 (blocks of 4,
+    the first spanning both processes): the share-weighted losses summed over the processes and the gradients
+    of every row equal one process's on the whole batch."""
+    from larr.ctr.models import _block_info_nce
+
+    script = tmp_path / "blocks.py"
+    script.write_text(
+        "import json, sys, torch, torch.distributed as dist\n"
+        "from larr.ctr.models import _block_info_nce\n"
+        "from training.distributed import init_distributed\n"
+        "d = init_distributed()\n"
+        "g = torch.Generator().manual_seed(0)\n"
+        "a = torch.nn.functional.normalize(torch.randn(8, 4, generator=g), dim=1)\n"
+        "b = torch.nn.functional.normalize(torch.randn(8, 4, generator=g), dim=1)\n"
+        "out = {}\n"
+        "for cut in (3, 0):\n"
+        "    x, y = a.clone().requires_grad_(), b.clone().requires_grad_()\n"
+        "    lo, hi = (0, cut) if d.rank == 0 else (cut, 8)\n"
+        "    loss = _block_info_nce(x[lo:hi], y[lo:hi], 0.1, 4) * ((hi - lo) / 8)\n"
+        "    loss.backward()\n"
+        "    parts = [loss.detach().clone()]\n"
+        "    parts += [t.grad if t.grad is not None else torch.zeros_like(t) for t in (x, y)]\n"
+        "    for t in parts:\n"
+        "        dist.all_reduce(t)\n"
+        "    out[cut] = [p.tolist() for p in parts]\n"
+        "if d.main: json.dump(out, open(sys.argv[1], 'w'))\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    torchrun = Path(sys.executable).parent / "torchrun"
+    res = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", str(script), str(tmp_path / "two.json")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, f"torchrun exited {res.returncode}:\n{res.stdout[-2000:]}\n{res.stderr[-4000:]}"
+    g = torch.Generator().manual_seed(0)
+    a = torch.nn.functional.normalize(torch.randn(8, 4, generator=g), dim=1).requires_grad_()
+    b = torch.nn.functional.normalize(torch.randn(8, 4, generator=g), dim=1).requires_grad_()
+    one = _block_info_nce(a, b, 0.1, 4)
+    one.backward()
+    two = json.loads((tmp_path / "two.json").read_text())
+    for cut in ("3", "0"):
+        loss, ga, gb = two[cut]
+        assert loss == pytest.approx(one.item(), abs=1e-6), cut
+        torch.testing.assert_close(torch.tensor(ga), a.grad, msg=cut)
+        torch.testing.assert_close(torch.tensor(gb), b.grad, msg=cut)
+
 def test_cpt_two_processes_match_one_and_resume_on_one(llm: dict) -> None:
     from training import cpt
 

@@ -187,7 +187,7 @@ class SceneEncoder(nn.Module):
     transformer layer, pool (the aggregation token's output, or the mean of the present vectors), MLP
     projection head -> e_s.  Positions whose key has no vector are masked out of attention and pooling."""
 
-    def __init__(self, vec_dim: int, out_dim: int, heads: int = 4, ffn: int = 256, pooling: str = "agg"):
+    def __init__(self, vec_dim: int, out_dim: int, heads: int = 1, ffn: int = 64, pooling: str = "agg"):
         super().__init__()
         if vec_dim % heads:
             raise ValueError(f"ctr.scene_heads={heads} must divide the scene vector dimension {vec_dim}")
@@ -200,8 +200,10 @@ class SceneEncoder(nn.Module):
     def forward(self, vectors: torch.Tensor, missing: torch.Tensor, table: torch.Tensor | None = None,
                 rows: torch.Tensor | None = None) -> torch.Tensor:
         """``vectors`` [B, N, d]; ``missing`` [B, N] True where a key has no vector (masked out).  ``table``
-        [V, d] and ``rows`` [B, N] (``vectors == table[rows]``), when given, let the attention scores be read
-        from the table's projections when the table has fewer rows than the batch has vectors."""
+        [V, d] and ``rows`` [B, N] (``vectors == table[rows]``), when given, let a training step of the ``agg``
+        pooling read the attention scores from the table's projections when the table has fewer rows than the
+        batch has vectors (:meth:`_agg_output`); evaluation and exported graphs always take the direct path,
+        so their shape does not depend on the batch size."""
         if self.pooling == "agg":
             return self.head(self._agg_output(vectors, missing, table, rows))
         b = vectors.shape[0]
@@ -228,10 +230,10 @@ class SceneEncoder(nn.Module):
         gradient flows into the (frozen) scene vectors.  Before this, the key/value projections were ~70% of
         a LARR training step (``benchmarks/ctr_training.py``, issue 16).
 
-        The scores' x_j . u_h are read from the table's projections (table @ u^T, gathered by ``rows``) when
-        the table has fewer rows than the batch has vectors (6,500 against 24,000 at batch 2,400 on small):
-        the same products, and the backward sums the gradient per table row before its matmul, so two
-        passes over the [B, N, d] vectors become passes over the smaller table."""
+        In training, the scores' x_j . u_h are read from the table's projections (table @ u^T, gathered by
+        ``rows``) when the table has fewer rows than the batch has vectors (6,500 against 24,000 at batch
+        2,400 on small): the same products, and the backward sums the gradient per table row before its
+        matmul, so two passes over the [B, N, d] vectors become passes over the smaller table."""
         layer = self.encoder.layers[0]
         attn = layer.self_attn
         b, _, d = vectors.shape
@@ -245,7 +247,7 @@ class SceneEncoder(nn.Module):
         c = (q * b_k.view(heads, dh)).sum(-1)  # [H]
         scale = dh ** -0.5
         own = ((x0 @ u.T).view(1, heads, 1) + c.view(1, heads, 1)) * scale  # the agg token's own score
-        if table is not None and rows is not None and table.shape[0] < rows.numel():
+        if self.training and table is not None and rows is not None and table.shape[0] < rows.numel():
             raw = nn.functional.embedding(rows, table @ u.T)  # [B, N, H]
         else:
             raw = vectors @ u.T

@@ -104,7 +104,7 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float, across_proces
     only, no collective (the CTR alignment's blocks, :func:`larr.ctr.models.alignment_loss`).
     """
     all_a, offset = gather_with_grad(a) if across_processes else (a, 0)
-    all_b, _ = gather_with_grad(b)
+    all_b, _ = gather_with_grad(b) if across_processes else (b, 0)
     if a.shape[0] == 0:
         return (all_a.sum() + all_b.sum()) * 0.0
     one_process = all_a is a
@@ -141,7 +141,8 @@ def info_nce_blocks(a: torch.Tensor, b: torch.Tensor, temperature: float, block:
             total = _SymmetricInfoNCE.apply(a3, b3, shift) * full
         else:
             for lo in range(0, full, block):
-                total = total + info_nce(a[lo:lo + block], b[lo:lo + block], temperature, False) * block
+                total = total + info_nce(a[lo:lo + block], b[lo:lo + block], temperature,
+                                         across_processes=False) * block
     if full < n:
         total = total + info_nce(a[full:], b[full:], temperature, across_processes=False) * (n - full)
     return total / n
