@@ -210,11 +210,18 @@ def test_unknown_user_and_items_are_scored_with_cold_start_defaults(client, buil
 
 
 def test_a_huge_request_number_scores_finite(client, built: dict) -> None:
+    """1e300 km, standardised, would overflow float32 to inf; clipped (``Z_LIMIT``) it gives a finite score --
+    possibly a saturated 0 or 1 for that candidate, whose sigmoid input is then far out -- and leaves the other
+    candidates' scores strictly inside (0, 1)."""
     body = _body(built)
-    body["candidates"][0]["distance_km"] = 1e300  # standardised, it would overflow float32 to inf
+    huge = body["candidates"][0]["id"]
+    body["candidates"][0]["distance_km"] = 1e300
     r = client.post("/score", json=body)
     assert r.status_code == 200, r.text
-    assert all(0.0 < s["p_ctr"] < 1.0 for s in r.json()["scores"])
+    scores = r.json()["scores"]
+    assert len(scores) == len(body["candidates"])
+    assert all(s["p_ctr"] is not None and 0.0 <= s["p_ctr"] <= 1.0 for s in scores)
+    assert all(0.0 < s["p_ctr"] < 1.0 for s in scores if s["id"] != huge)
 
 
 def test_item_rows_come_from_the_cache_and_a_refresh_picks_up_new_ones(built: dict) -> None:
