@@ -151,6 +151,15 @@ def test_contrastive_deepspeed_zero3_two_processes(llm: dict) -> None:
     assert dl < TOL and dw < TOL
 
 
+def run_script(script: Path, out: Path, processes: int) -> None:
+    """Run a test script with ``out`` as its argument: under torchrun (``--standalone``, gloo on the CPU) for
+    several processes, plain Python for one; fails the test with its output otherwise."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    torchrun = Path(sys.executable).parent / "torchrun"
+    cmd = ([str(torchrun), "--standalone", "--nproc_per_node", str(processes)] if processes > 1 else [sys.executable])
+    res = subprocess.run([*cmd, str(script), str(out)], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, f"{cmd[0]} exited {res.returncode}:\n{res.stdout[-2000:]}\n{res.stderr[-4000:]}"
+
 def test_aligned_pairs_near_zero_loss_on_two_processes(tmp_path: Path) -> None:
     """Perfectly aligned pairs (b = a, distinct rows) give ~0 InfoNCE on one process and, with the global batch
     sharded, on two; feeding both ranks the same rows (the old defect) makes each row's copy a negative: log 2."""
@@ -165,12 +174,8 @@ def test_aligned_pairs_near_zero_loss_on_two_processes(tmp_path: Path) -> None:
         "sharded = info_nce(mine, mine.clone(), 0.05).item()\n"
         "same = info_nce(x, x.clone(), 0.05).item()  # every rank the whole batch: the old defect\n"
         "if d.main: json.dump({'sharded': sharded, 'same': same}, open(sys.argv[1], 'w'))\n")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    torchrun = Path(sys.executable).parent / "torchrun"
-    for cmd in ([str(torchrun), "--standalone", "--nproc_per_node", "2", str(script), str(tmp_path / "two.json")],
-                [sys.executable, str(script), str(tmp_path / "one.json")]):
-        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-        assert res.returncode == 0, f"{cmd[0]} exited {res.returncode}:\n{res.stdout[-2000:]}\n{res.stderr[-4000:]}"
+    run_script(script, tmp_path / "two.json", processes=2)
+    run_script(script, tmp_path / "one.json", processes=1)
     one, two = (json.loads((tmp_path / f).read_text()) for f in ("one.json", "two.json"))
     print(f"\naligned pairs: 1 process {one['sharded']:.2e}, 2 processes sharded {two['sharded']:.2e}, "
           f"2 processes same rows {two['same']:.4f}")
@@ -206,11 +211,7 @@ def test_alignment_blocks_across_processes_match_one_process(tmp_path: Path) -> 
         "        dist.all_reduce(t)\n"
         "    out[cut] = [p.tolist() for p in parts]\n"
         "if d.main: json.dump(out, open(sys.argv[1], 'w'))\n")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    torchrun = Path(sys.executable).parent / "torchrun"
-    res = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", str(script), str(tmp_path / "two.json")],
-                         env=env, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, f"torchrun exited {res.returncode}:\n{res.stdout[-2000:]}\n{res.stderr[-4000:]}"
+    run_script(script, tmp_path / "two.json", processes=2)
     g = torch.Generator().manual_seed(0)
     a = torch.nn.functional.normalize(torch.randn(8, 4, generator=g), dim=1).requires_grad_()
     b = torch.nn.functional.normalize(torch.randn(8, 4, generator=g), dim=1).requires_grad_()
