@@ -94,10 +94,9 @@ def test_models_that_need_vectors_say_so() -> None:
         CtrModel("p6", SIZES, 5)
 
 
-
 def test_scene_encoder_reads_scores_from_a_small_table_with_the_same_values_and_gradients() -> None:
     """When the table has fewer rows than the batch has vectors, the attention scores come from table @ u^T
-    gathered by row; output and every gradient match the path over the gathered vectors."""
+    gathered by row in a training step; output and every gradient match the path over the gathered vectors."""
     torch.manual_seed(0)
     table = torch.randn(7, D)
     table[0] = 0.0
@@ -115,6 +114,7 @@ def test_scene_encoder_reads_scores_from_a_small_table_with_the_same_values_and_
     torch.testing.assert_close(out[1], out[0])
     for name, g in grads[0].items():
         torch.testing.assert_close(grads[1][name], g, msg=name)
+
 
 def test_scene_encoder_mean_pooling_ignores_missing_and_heads_must_divide() -> None:
     torch.manual_seed(0)

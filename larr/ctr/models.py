@@ -289,7 +289,6 @@ def alignment_loss(e_s: torch.Tensor, t: torch.Tensor, temperature: float, negat
     return (ce(logits_ab, labels) + ce(logits_ba, labels)) / 2
 
 
-
 def _block_info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float, block: int) -> torch.Tensor:
     """InfoNCE within blocks of ``block`` consecutive rows of the global batch, the mean over this process's
     rows.  One process: the blocks are square InfoNCEs (:func:`info_nce_blocks`).  Under a process group the
@@ -312,6 +311,7 @@ def _block_info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float, block:
         total = total + (ce(mine_a @ all_b[lo:hi].T / temperature, labels, reduction="sum")
                          + ce(mine_b @ all_a[lo:hi].T / temperature, labels, reduction="sum")) / 2
     return total / n
+
 
 class CtrModel(nn.Module):
     """A backbone over the id/categorical embeddings and numeric features, with the LARR scene module when the
