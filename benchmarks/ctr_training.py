@@ -119,6 +119,9 @@ def _child(args: list[str], root: Path) -> dict:
 
 def compare_training(data: Path, device: str, steps: int, batch: int, rounds: int, before: str | None) -> dict:
     """PLE, noAL and LARR (at this revision and, with ``before``, at that one), in turns; medians."""
+    # imported here: this script's child mode also runs in worktrees of revisions without the module
+    from benchmarks.provenance import revision
+
     roots = {"after": ROOT}
     tmp = None
     if before:
@@ -144,7 +147,7 @@ def compare_training(data: Path, device: str, steps: int, batch: int, rounds: in
         med = {k: float(np.median([r["samples_per_s"] for r in runs[(label, k)]])) for k in ("ple", "noal", "larr")}
         per = {k: 1e6 / v for k, v in med.items()}  # microseconds per sample
         table[label] = {
-            "revision": before if label == "before" else _revision(),
+            "revision": before if label == "before" else revision("+changes"),
             "samples_per_s": med, "runs": {k: [r["samples_per_s"] for r in runs[(label, k)]] for k in med},
             "peak_mb": {k: max(r["peak_mb"] for r in runs[(label, k)]) for k in med},
             "larr_cost_vs_ple": per["larr"] / per["ple"], "noal_cost_vs_ple": per["noal"] / per["ple"],
@@ -152,13 +155,6 @@ def compare_training(data: Path, device: str, steps: int, batch: int, rounds: in
                               "alignment loss": per["larr"] - per["noal"]},
         }
     return table
-
-
-def _revision() -> str:
-    res = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                           text=True).stdout.strip()
-    return res.stdout.strip() + ("+changes" if dirty else "")
 
 
 def _latency(fn, repeats: int, device: str) -> dict:

@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.streaming import _COMMON, ROOT, _child, _lines
+from benchmarks.provenance import ROOT, revision
+from benchmarks.streaming import _COMMON, _child, _lines
 
 # the profiled part of each child: only the drain (joining the group and the first fetch are outside it)
 _PROFILE = """
@@ -135,8 +135,7 @@ def main() -> None:
     print("\nthe consumer's costliest functions (self time)")
     for f in result["consumer"]["top_functions"]:
         print(f"  {f['self_us_per_event']:>6.2f} µs/event  {f['calls_per_event']:>7.3f} calls/event  {f['function']}")
-    rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                         text=True).stdout.strip()
+    rev = revision()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": platform.platform(), "revision": rev, "args": vars(args), **result},

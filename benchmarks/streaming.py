@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.provenance import ROOT, revision
 
 # The child processes.  Each runs with cwd = the tree whose code it measures, so `import streaming` is that
 # tree's; it prints JSON lines on stdout.
@@ -312,11 +312,7 @@ def main() -> None:
               f"{s['raw_consume_per_second']:>15,.0f} {s['ratio_to_raw']:>6.2f}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                         text=True).stdout.strip()
-    if subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                      text=True).stdout.strip():
-        rev += "-dirty"  # the measured code is not exactly that commit
+    rev = revision()
     out.write_text(json.dumps({"machine": platform.platform(), "cpus": __import__("os").cpu_count(),
                                "after_rev": rev, "args": vars(args), "results": rows, "scaling": scale},
                               indent=2) + "\n")
